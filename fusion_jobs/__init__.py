@@ -1,0 +1,29 @@
+"""fusion_jobs: background jobs for Django, on Dramatiq + RabbitMQ, with an inline fallback.
+
+Importing this package has no side effects and loads neither dramatiq nor pika: the broker is
+built only when jobs are enabled and a run is published or a worker starts.
+"""
+
+from .api import RunHandle, enqueue, get_jobs_status, is_jobs_enabled
+from .context import current_run_id, report_progress
+from .exceptions import FusionJobsError, PayloadError, PublishError, UnknownTaskError
+from .registry import Task, task
+from .scheduler.declare import ensure_cron
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FusionJobsError",
+    "PayloadError",
+    "PublishError",
+    "RunHandle",
+    "Task",
+    "UnknownTaskError",
+    "current_run_id",
+    "enqueue",
+    "ensure_cron",
+    "get_jobs_status",
+    "is_jobs_enabled",
+    "report_progress",
+    "task",
+]

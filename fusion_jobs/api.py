@@ -1,0 +1,189 @@
+"""The public entry points: ``enqueue()``, the jobs gate and the status shown to users."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+from .conf import jobs_settings
+from .exceptions import FusionJobsError, PublishError
+from .registry import Task, all_tasks, get_task
+from .utils import json_roundtrip, mask_url
+
+logger = logging.getLogger("fusion_jobs")
+
+
+def is_jobs_enabled() -> bool:
+    """True when a broker URL is configured and eager mode is off: ``enqueue()`` will publish."""
+    return bool(jobs_settings.BROKER_URL) and not bool(jobs_settings.EAGER)
+
+
+def get_jobs_status() -> dict[str, Any]:
+    """What a status page shows: enabled, mode (``broker``/``eager``) and the masked broker URL."""
+    url = str(jobs_settings.BROKER_URL or "")
+    enabled = is_jobs_enabled()
+    if enabled:
+        reason = "broker configured: jobs are queued to workers"
+    elif url:
+        reason = "FUSION_JOBS_EAGER is on: jobs run inline"
+    else:
+        reason = "no broker configured (FUSION_JOBS_BROKER_URL): jobs run inline"
+    return {
+        "enabled": enabled,
+        "mode": "broker" if enabled else "eager",
+        "broker": mask_url(url) if url else None,
+        "reason": reason,
+        "on_publish_error": str(jobs_settings.ON_PUBLISH_ERROR),
+        "tasks": sorted(all_tasks()),
+    }
+
+
+@dataclass
+class RunHandle:
+    """What ``enqueue()`` returns: the run's id and whether it was queued or run inline.
+
+    For an inline run that has finished, ``status``, ``result`` and ``error`` are filled in;
+    ``refresh()`` reads the latest state from the database for either kind.
+    """
+
+    run_id: str
+    mode: str  # "queued" or "inline"
+    task_name: str
+    status: str = "queued"
+    result: Any = None
+    error: str = ""
+    _published: bool = field(default=False, repr=False)
+
+    @property
+    def run(self) -> Any:
+        from .models import JobRun
+
+        return JobRun.objects.get(pk=self.run_id)
+
+    def refresh(self) -> RunHandle:
+        run = self.run
+        self.status, self.result, self.error = run.status, run.result, run.error
+        return self
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("failed", "timed_out")
+
+
+def _caller() -> str:
+    """``module:function`` of the first frame outside fusion_jobs: who enqueued, for the admin."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith("fusion_jobs"):
+            return f"{module}:{frame.f_code.co_name}"[:200]
+        frame = frame.f_back  # type: ignore[assignment]
+    return ""
+
+
+def enqueue(task_or_name: Task | str, /, **kwargs: Any) -> RunHandle:
+    """Run a task in the background, or inline when jobs are disabled.
+
+    The arguments are validated and JSON round-tripped first (PayloadError names the bad
+    argument path, nothing is written or sent). The ``JobRun`` row is written in the caller's
+    transaction, and publishing (or the inline run) waits for that transaction to commit, so a
+    rolled-back transaction enqueues nothing and a worker never sees an uncommitted row.
+    """
+    task_obj = get_task(task_or_name)
+    payload, _size = json_roundtrip(
+        kwargs, task_name=task_obj.name, max_bytes=int(jobs_settings.MAX_PAYLOAD_BYTES)
+    )
+    return _enqueue_validated(task_obj, payload, enqueued_by=_caller())
+
+
+def _enqueue_validated(
+    task_obj: Task,
+    payload: dict[str, Any],
+    *,
+    enqueued_by: str,
+    retry_of: Any = None,
+    cron: Any = None,
+    scheduled_for: Any = None,
+    force_queue: bool = False,
+) -> RunHandle:
+    from .context import current_run_id
+    from .models import JobRun, RunMode
+    from .recording import db_alias
+
+    queued = force_queue or is_jobs_enabled()
+    run_id = str(uuid.uuid4())
+    parent = current_run_id()
+    if parent and not enqueued_by.startswith(("admin", "cron")):
+        enqueued_by = f"run {parent}"
+    alias = db_alias()
+    JobRun.objects.using(alias).create(
+        id=run_id,
+        task_name=task_obj.name,
+        queue=task_obj.effective_queue,
+        mode=RunMode.WORKER if queued else RunMode.INLINE,
+        kwargs=payload,
+        max_retries=task_obj.effective_max_retries if queued else 0,
+        execution_timeout=task_obj.effective_timeout,
+        enqueued_by=enqueued_by,
+        retry_of=retry_of,
+        cron=cron,
+        scheduled_for=scheduled_for,
+    )
+    handle = RunHandle(run_id=run_id, mode="queued" if queued else "inline", task_name=task_obj.name)
+    if queued:
+        transaction.on_commit(lambda: _publish_or_fallback(task_obj, handle, payload), using=alias)
+    else:
+        transaction.on_commit(lambda: _run_here(task_obj, handle, payload), using=alias)
+    return handle
+
+
+def _run_here(task_obj: Task, handle: RunHandle, payload: dict[str, Any]) -> None:
+    from .backends.inline import run_inline
+
+    outcome = run_inline(task_obj, handle.run_id, payload)
+    handle.status, handle.result, handle.error = outcome.status, outcome.result, outcome.error
+
+
+def _publish_or_fallback(task_obj: Task, handle: RunHandle, payload: dict[str, Any]) -> None:
+    from .backends.broker import publish
+    from .models import JobRun, RunMode, RunStatus
+    from .recording import db_alias, mark_published
+
+    try:
+        publish(task_obj, handle.run_id, payload)
+    except PublishError as exc:
+        policy = str(jobs_settings.ON_PUBLISH_ERROR)
+        rows = JobRun.objects.using(db_alias()).filter(pk=handle.run_id, status=RunStatus.QUEUED)
+        if policy == "outbox":
+            logger.warning("%s; kept in the outbox for the relay", exc)
+            return
+        if policy == "raise":
+            rows.update(status=RunStatus.FAILED, error=f"PublishError: {exc}"[:2000])
+            handle.status = RunStatus.FAILED
+            raise
+        logger.warning("%s; running it inline instead (FUSION_JOBS_ON_PUBLISH_ERROR=inline)", exc)
+        rows.update(mode=RunMode.INLINE, max_retries=0)
+        handle.mode = "inline"
+        _run_here(task_obj, handle, payload)
+        return
+    handle._published = True
+    mark_published(handle.run_id)
+
+
+def retry_run(run_id: str, *, requested_by: str) -> RunHandle:
+    """Queue a new run with the same task and arguments, linked to the original (admin retry)."""
+    from .models import JobRun
+
+    original = JobRun.objects.get(pk=run_id)
+    task_obj = get_task(original.task_name)
+    return _enqueue_validated(
+        task_obj, dict(original.kwargs), enqueued_by=f"admin retry by {requested_by}"[:200], retry_of=original
+    )
+
+
+__all__ = ["FusionJobsError", "RunHandle", "enqueue", "get_jobs_status", "is_jobs_enabled", "retry_run"]

@@ -1,0 +1,1 @@
+"""How a run is executed: on a Dramatiq worker through RabbitMQ (``broker``) or here (``inline``)."""

@@ -1,0 +1,169 @@
+"""The broker backend: Dramatiq on RabbitMQ through pika, built only when jobs are enabled.
+
+Nothing here is imported by ``import fusion_jobs`` or by the web process while no broker is
+configured, so pika is never loaded and no connection is attempted there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import dramatiq
+import pika
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.middleware import TimeLimit
+
+from ..conf import jobs_settings
+from ..exceptions import PublishError, TaskArgumentsError
+from ..registry import Task, all_tasks, on_register
+from ..utils import mask_url, scrub
+
+if TYPE_CHECKING:
+    from dramatiq import Actor
+
+logger = logging.getLogger("fusion_jobs.broker")
+
+_lock = threading.RLock()
+_broker: RabbitmqBroker | None = None
+_broker_url: str | None = None
+
+
+def _connection_parameters(url: str) -> pika.URLParameters:
+    params = pika.URLParameters(url)
+    timeout = float(jobs_settings.PUBLISH_TIMEOUT)
+    # Fail fast instead of hanging a web request: one connect attempt, bounded socket and
+    # blocked-connection (resource alarm) waits. Heartbeats keep idle publishers (runcrons) alive.
+    params.connection_attempts = 1
+    params.retry_delay = 0
+    params.socket_timeout = timeout
+    params.stack_timeout = timeout * 2
+    params.blocked_connection_timeout = timeout
+    if params.heartbeat is None:
+        params.heartbeat = 30
+    return params
+
+
+class FusionRabbitmqBroker(RabbitmqBroker):
+    """RabbitmqBroker with publisher confirms and bounded, password-free connection errors."""
+
+    def __init__(self, url: str, middleware: list[Any]) -> None:
+        super().__init__(confirm_delivery=True, middleware=middleware)
+        self.parameters = _connection_parameters(url)
+        self.safe_url = mask_url(url)
+
+    def __repr__(self) -> str:
+        return f"<FusionRabbitmqBroker {self.safe_url}>"
+
+
+def _middleware() -> list[Any]:
+    from ..middleware.db import DbConnections
+    from ..middleware.lifecycle import RunLifecycle
+
+    # Order matters: Dramatiq runs ``after_*`` hooks in reverse, so DbConnections closes stale
+    # connections first and last, and RunLifecycle writes the outcome before the ack.
+    return [DbConnections(), TimeLimit(), RunLifecycle()]
+
+
+def get_broker() -> RabbitmqBroker:
+    """The process's broker, built on first use from FUSION_JOBS_BROKER_URL, with every task declared."""
+    global _broker, _broker_url
+    url = str(jobs_settings.BROKER_URL or "")
+    if not url:
+        raise PublishError("no broker configured (FUSION_JOBS_BROKER_URL is empty)")
+    with _lock:
+        if _broker is not None and _broker_url == url:
+            return _broker
+        broker = FusionRabbitmqBroker(url, _middleware())
+        dramatiq.set_broker(broker)
+        _broker, _broker_url = broker, url
+        for task_obj in all_tasks().values():
+            declare_actor(task_obj, broker)
+    return broker
+
+
+def reset_broker() -> None:
+    """Forget the built broker (tests that switch URLs); closes its connections."""
+    global _broker, _broker_url
+    with _lock:
+        if _broker is not None:
+            try:
+                _broker.close()
+            except Exception:  # closing a dead connection is best effort
+                logger.debug("error closing broker", exc_info=True)
+        _broker, _broker_url = None, None
+
+
+def _run_task(task_obj: Task) -> Any:
+    def run(**kwargs: Any) -> None:
+        from ..context import current
+
+        try:
+            task_obj.check_arguments(kwargs)
+        except TypeError as exc:
+            raise TaskArgumentsError(f"{task_obj.name}: {exc}") from None
+        result = task_obj.fn(**kwargs)
+        ctx = current()
+        if ctx is not None:
+            ctx.result = result
+        # The result is stored by RunLifecycle; returning None keeps Dramatiq from warning
+        # about a missing results backend.
+
+    run.__name__ = task_obj.fn.__name__
+    run.__qualname__ = task_obj.fn.__qualname__
+    run.__module__ = task_obj.fn.__module__
+    return run
+
+
+def declare_actor(task_obj: Task, broker: RabbitmqBroker | None = None) -> Actor:
+    broker = broker or get_broker()
+    if broker.actors.get(task_obj.name) is not None:
+        existing: Actor = broker.get_actor(task_obj.name)
+        return existing
+    decorate = dramatiq.actor(
+        actor_name=task_obj.name,
+        queue_name=task_obj.effective_queue,
+        broker=broker,
+        time_limit=int(task_obj.effective_timeout * 1000),
+        max_retries=task_obj.effective_max_retries,
+        throws=(TaskArgumentsError,),
+    )
+    return decorate(_run_task(task_obj))
+
+
+def _declare_if_built(task_obj: Task) -> None:
+    with _lock:
+        if _broker is not None:
+            declare_actor(task_obj, _broker)
+
+
+on_register(_declare_if_built)
+
+
+def publish(task_obj: Task, run_id: str, kwargs: dict[str, Any], *, delay_ms: int | None = None) -> None:
+    """Publish one message with publisher confirms; PublishError (password-free) on any failure."""
+    url = str(jobs_settings.BROKER_URL or "")
+    started = time.monotonic()
+    try:
+        broker = get_broker()
+        declare_actor(task_obj, broker)
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=task_obj.effective_queue,
+            actor_name=task_obj.name,
+            args=(),
+            kwargs=kwargs,
+            options={},
+            message_id=run_id,
+            message_timestamp=int(time.time() * 1000),
+        )
+        broker.enqueue(message, delay=delay_ms)
+    except PublishError:
+        raise
+    except Exception as exc:
+        detail = scrub(f"{type(exc).__name__}: {exc}", url)
+        raise PublishError(
+            f"could not publish {task_obj.name} run {run_id} to {mask_url(url)} "
+            f"after {time.monotonic() - started:.1f} s: {detail}"
+        ) from None

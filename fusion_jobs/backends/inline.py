@@ -1,0 +1,49 @@
+"""The eager backend: runs the task in the calling process, through the same transitions as a worker."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..conf import jobs_settings
+from ..context import RunContext, activate, deactivate
+from ..models import RunMode, RunStatus
+from ..recording import Attempt, Skip, finish_failure, finish_success, start_attempt
+from ..registry import Task
+
+logger = logging.getLogger("fusion_jobs.inline")
+
+
+class InlineOutcome:
+    __slots__ = ("error", "result", "status")
+
+    def __init__(self, status: str, result: Any = None, error: str = "") -> None:
+        self.status = str(status)
+        self.result = result
+        self.error = error
+
+
+def run_inline(task: Task, run_id: str, kwargs: dict[str, Any]) -> InlineOutcome:
+    """Run one attempt here. The task's exception is logged and recorded, not raised, unless
+    ``FUSION_JOBS_INLINE_RAISE`` is on: the caller of ``enqueue()`` sees what it would with a worker.
+    """
+    started = start_attempt(run_id, task_name=task.name, mode=RunMode.INLINE, kwargs=kwargs)
+    if isinstance(started, Skip):
+        logger.info("inline run %s of %s skipped: %s", run_id, task.name, started.reason)
+        return InlineOutcome(RunStatus.SKIPPED, error=started.reason)
+    attempt: Attempt = started
+    ctx = RunContext(attempt)
+    token = activate(ctx)
+    try:
+        task.check_arguments(kwargs)
+        result = task.fn(**kwargs)
+    except Exception as exc:
+        finish_failure(attempt, exc)
+        logger.exception("inline run %s of task %s failed", run_id, task.name)
+        if jobs_settings.INLINE_RAISE:
+            raise
+        return InlineOutcome(RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        deactivate(token)
+    finish_success(attempt, result)
+    return InlineOutcome(RunStatus.SUCCEEDED, result=result)

@@ -1,0 +1,26 @@
+"""Imported by each Dramatiq worker process: set up Django, then build the broker with every task.
+
+Not for import anywhere else: it calls ``django.setup()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example.settings")
+django.setup()
+
+from fusion_jobs.backends.broker import get_broker  # noqa: E402
+from fusion_jobs.logs import configure_worker_logging  # noqa: E402
+
+configure_worker_logging()
+broker = get_broker()
+logging.getLogger("fusion_jobs.worker").info(
+    "worker process %s ready: %d task(s) on queue(s) %s",
+    os.getpid(),
+    len(broker.actors),
+    ", ".join(sorted(broker.get_declared_queues())),
+)

@@ -1,0 +1,1 @@
+"""Dramatiq middleware: healthy DB connections and run recording (status, retries, cancellation)."""

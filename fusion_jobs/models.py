@@ -1,0 +1,211 @@
+"""Run history (``JobRun``) and cron schedules (``CronSchedule``): plain columns and JSON, no pickle."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.db import models
+from django.utils import timezone
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    RETRYING = "retrying", "Retrying"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    TIMED_OUT = "timed_out", "Timed out"
+    CANCELLED = "cancelled", "Cancelled"
+    SKIPPED = "skipped", "Skipped"
+
+
+class RunMode(models.TextChoices):
+    WORKER = "worker", "Worker"
+    INLINE = "inline", "Inline"
+
+
+#: A run in one of these states never changes again.
+TERMINAL_STATUSES = frozenset(
+    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CANCELLED, RunStatus.SKIPPED}
+)
+#: States from which a worker may (re)start an attempt.
+STARTABLE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RETRYING, RunStatus.RUNNING})
+
+
+class JobRunQuerySet(models.QuerySet["JobRun"]):
+    def finished(self) -> JobRunQuerySet:
+        return self.filter(status__in=TERMINAL_STATUSES)
+
+    def active(self) -> JobRunQuerySet:
+        return self.exclude(status__in=TERMINAL_STATUSES)
+
+
+class JobRun(models.Model):
+    """One run of a task, queued or inline: the source of truth the admin shows."""
+
+    id = models.UUIDField(
+        primary_key=True, default=uuid.uuid4, editable=False, help_text="Dramatiq message id."
+    )
+    task_name = models.CharField(max_length=200)
+    queue = models.CharField(max_length=100, default="default")
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    mode = models.CharField(max_length=8, choices=RunMode.choices, default=RunMode.WORKER)
+    kwargs = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(
+        blank=True, default="", help_text="Exception type and message of the last failure."
+    )
+    traceback = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0, help_text="Attempts started, lost ones included.")
+    lost_attempts = models.PositiveIntegerField(default=0, help_text="Attempts whose worker died mid-run.")
+    max_retries = models.PositiveIntegerField(default=0)
+    execution_timeout = models.FloatField(null=True, blank=True, help_text="Seconds.")
+    attempt_log = models.JSONField(
+        default=list, blank=True, help_text="One entry per ended attempt: outcome, worker, times, error."
+    )
+
+    enqueued_at = models.DateTimeField(default=timezone.now)
+    published_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    worker = models.CharField(
+        max_length=200, blank=True, default="", help_text="host:pid of the last attempt."
+    )
+    enqueued_by = models.CharField(max_length=200, blank=True, default="")
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+
+    progress_stage = models.CharField(max_length=100, blank=True, default="")
+    progress_done = models.BigIntegerField(null=True, blank=True)
+    progress_total = models.BigIntegerField(null=True, blank=True)
+
+    cron = models.ForeignKey(
+        "CronSchedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    scheduled_for = models.DateTimeField(null=True, blank=True, help_text="The cron tick this run is for.")
+    skip_reason = models.CharField(max_length=200, blank=True, default="")
+
+    objects = JobRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-enqueued_at"]
+        verbose_name = "job run"
+        permissions = [
+            ("retry_jobrun", "Can retry job runs"),
+            ("cancel_jobrun", "Can cancel job runs"),
+        ]
+        indexes = [
+            models.Index(fields=["-enqueued_at"], name="fj_run_enqueued"),
+            models.Index(fields=["status", "-enqueued_at"], name="fj_run_status"),
+            models.Index(fields=["task_name", "-enqueued_at"], name="fj_run_task"),
+            models.Index(fields=["finished_at"], name="fj_run_finished"),
+            models.Index(
+                fields=["enqueued_at"],
+                name="fj_run_unpublished",
+                condition=models.Q(published_at__isnull=True, mode="worker", status="queued"),
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cron", "scheduled_for"],
+                name="fj_run_one_per_tick",
+                condition=models.Q(cron__isnull=False, scheduled_for__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} [{self.status}] {self.id}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+    @property
+    def progress_percent(self) -> float | None:
+        if self.progress_total and self.progress_done is not None:
+            return max(0.0, min(100.0, 100.0 * self.progress_done / self.progress_total))
+        return None
+
+    def as_status(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "task": self.task_name,
+            "status": self.status,
+            "mode": self.mode,
+            "attempts": self.attempts,
+            "progress": {
+                "stage": self.progress_stage,
+                "done": self.progress_done,
+                "total": self.progress_total,
+                "percent": self.progress_percent,
+            },
+            "error": self.error,
+            "enqueued_at": self.enqueued_at.isoformat() if self.enqueued_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+class MisfirePolicy(models.TextChoices):
+    LATEST = "latest", "Fire once for the latest missed tick"
+    ALL = "all", "Fire every missed tick (capped)"
+    SKIP = "skip", "Fire none of the missed ticks"
+
+
+class CronSchedule(models.Model):
+    """A named cron, declared in code with ``ensure_cron`` and fired by ``runcrons``."""
+
+    name = models.CharField(max_length=200, unique=True)
+    task_name = models.CharField(max_length=200)
+    expression = models.CharField(max_length=120)
+    timezone = models.CharField(max_length=64, default="UTC")
+    input = models.JSONField(default=dict, blank=True)
+    misfire = models.CharField(max_length=8, choices=MisfirePolicy.choices, default=MisfirePolicy.LATEST)
+    max_lateness = models.FloatField(
+        null=True, blank=True, help_text="Seconds; older missed ticks are skipped."
+    )
+    enabled = models.BooleanField(default=True, help_text="Declared enabled in code.")
+    paused = models.BooleanField(default=False, help_text="Paused from the admin; kept across restarts.")
+    orphaned = models.BooleanField(default=False, help_text="No longer declared in code; does not fire.")
+    next_fire_at = models.DateTimeField(null=True, blank=True)
+    last_fired_at = models.DateTimeField(null=True, blank=True)
+    last_run = models.ForeignKey(JobRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "cron schedule"
+        permissions = [
+            ("pause_cronschedule", "Can pause and resume cron schedules"),
+            ("run_cronschedule", "Can run cron schedules now"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.expression})"
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and not self.paused and not self.orphaned
+
+
+class WorkerLease(models.Model):
+    """A named lease (the runcrons leader); an optimisation, never the only guard."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    holder = models.CharField(max_length=200)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder}"

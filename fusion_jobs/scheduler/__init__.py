@@ -1,0 +1,1 @@
+"""The cron half: schedules declared with ``ensure_cron``, fired by ``runcrons`` on APScheduler."""

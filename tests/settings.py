@@ -1,0 +1,33 @@
+"""Test settings: PostgreSQL and RabbitMQ on loopback (the real services), jobs inline by default.
+
+Tests that need the broker turn it on with ``override_settings`` / the ``broker_url`` fixture.
+``FUSION_JOBS_TEST_DB`` names the database for worker subprocesses that must share the test DB.
+"""
+
+from __future__ import annotations
+
+import os
+
+from example.settings import *  # noqa: F403
+from example.settings import INSTALLED_APPS
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("FUSION_JOBS_TEST_DB", "fusion_jobs"),
+        "USER": os.environ.get("PGUSER", "postgres"),
+        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+        "PORT": os.environ.get("PGPORT", "5432"),
+        "CONN_MAX_AGE": 0,
+        "CONN_HEALTH_CHECKS": True,
+        "TEST": {"NAME": os.environ.get("FUSION_JOBS_TEST_DB", "test_fusion_jobs")},
+    }
+}
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
+# Worker subprocesses started by the tests pass their broker here; the test process starts inline.
+FUSION_JOBS_BROKER_URL = os.environ.get("FUSION_JOBS_WORKER_BROKER_URL", "")
+FUSION_JOBS_RETRY_MIN_BACKOFF = 0.2
+FUSION_JOBS_RETRY_MAX_BACKOFF = 1.0
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MEDIA_ROOT = os.environ.get("FUSION_JOBS_TEST_MEDIA", "/tmp/fusion-jobs-test-media")

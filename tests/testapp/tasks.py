@@ -1,0 +1,77 @@
+"""Tasks the test suite runs, inline and on a real worker. Their effects are rows in Marker."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import fusion_jobs
+from tests.testapp.models import Marker
+
+
+@fusion_jobs.task(name="t-record", execution_timeout="30s", max_retries=0)
+def record(label: str, value: object = None) -> dict[str, object]:
+    Marker.objects.create(label=label, value=value)
+    return {"label": label, "value": value, "pid": os.getpid()}
+
+
+@fusion_jobs.task(
+    name="t-fail-then-pass", execution_timeout="30s", max_retries=3, min_backoff=0.2, max_backoff=0.5
+)
+def fail_then_pass(label: str, failures: int) -> str:
+    done = Marker.objects.filter(label=label).count()
+    Marker.objects.create(label=label, value={"attempt": done + 1})
+    if done < failures:
+        raise RuntimeError(f"planned failure {done + 1} of {failures}")
+    return "ok"
+
+
+@fusion_jobs.task(
+    name="t-always-fail", execution_timeout="30s", max_retries=2, min_backoff=0.2, max_backoff=0.3
+)
+def always_fail(label: str) -> None:
+    Marker.objects.create(label=label)
+    raise ValueError(f"always fails <script>alert('{label}')</script>")
+
+
+@fusion_jobs.task(name="t-sleep", execution_timeout="1s", max_retries=0)
+def sleep_past_timeout(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:  # pure Python, so the soft time limit can interrupt it
+        time.sleep(0.01)
+
+
+@fusion_jobs.task(name="t-slow", execution_timeout="60s", max_retries=0)
+def slow(label: str, seconds: float) -> str:
+    Marker.objects.create(label=f"{label}:start", value={"pid": os.getpid()})
+    time.sleep(seconds)
+    Marker.objects.create(label=f"{label}:end")
+    return "done"
+
+
+@fusion_jobs.task(name="t-progress", execution_timeout="30s", max_retries=0)
+def progress(steps: int) -> int:
+    for i in range(1, steps + 1):
+        fusion_jobs.report_progress("stepping", i, steps)
+    return steps
+
+
+@fusion_jobs.task(name="t-echo", max_retries=0)
+def echo(**kwargs: object) -> dict[str, object]:
+    return {"kwargs": kwargs, "types": {k: type(v).__name__ for k, v in kwargs.items()}}
+
+
+@fusion_jobs.task(name="t-crashable", queue="fj-crash", execution_timeout="60s", max_retries=0)
+def crashable(label: str, seconds: float) -> str:
+    """Runs on its own queue so a test can SIGKILL the worker running it without hurting others."""
+    Marker.objects.create(label=f"{label}:start", value={"pid": os.getpid()})
+    time.sleep(seconds)
+    Marker.objects.create(label=f"{label}:end", value={"pid": os.getpid()})
+    return "survived"
+
+
+@fusion_jobs.task(name="t-kills-worker", queue="fj-crash", execution_timeout="60s", max_retries=5)
+def kills_worker(label: str) -> None:
+    """A poison task: it kills the process running it, every time."""
+    Marker.objects.create(label=label, value={"pid": os.getpid()})
+    os.kill(os.getpid(), 9)
