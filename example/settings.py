@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "fusion_jobs",
     "example.core",
+    "example.documents",
 ]
 
 MIDDLEWARE = [

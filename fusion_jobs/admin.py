@@ -1,4 +1,4 @@
-"""Read-only admin for runs and schedules (actions and the dashboard come with the runs issue)."""
+"""Read-only admin for runs (actions and the dashboard come with the runs issue)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import CronSchedule, JobRun
+from .models import JobRun
+from .scheduler import admin as _schedule_admin  # noqa: F401  (registers CronSchedule)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -28,17 +29,3 @@ class JobRunAdmin(ReadOnlyAdmin):
     search_fields = ("=id", "task_name")
     date_hierarchy = "enqueued_at"
     show_full_result_count = False
-
-
-@admin.register(CronSchedule)
-class CronScheduleAdmin(ReadOnlyAdmin):
-    list_display = (
-        "name",
-        "task_name",
-        "expression",
-        "timezone",
-        "next_fire_at",
-        "enabled",
-        "paused",
-        "orphaned",
-    )
