@@ -14,6 +14,7 @@ from example.settings import INSTALLED_APPS
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",
+        # Worker subprocesses get the test database's name here; pytest-django creates TEST.NAME.
         "NAME": os.environ.get("FUSION_JOBS_TEST_DB", "fusion_jobs"),
         "USER": os.environ.get("PGUSER", "postgres"),
         "HOST": os.environ.get("PGHOST", "127.0.0.1"),

@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 import dramatiq
 import pika
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.common import dq_name
 from dramatiq.middleware import TimeLimit
 
 from ..conf import jobs_settings
+from ..encoder import StrictJSONEncoder
 from ..exceptions import PublishError, TaskArgumentsError
 from ..registry import Task, all_tasks, on_register
 from ..utils import mask_url, scrub
@@ -61,10 +63,11 @@ class FusionRabbitmqBroker(RabbitmqBroker):
 def _middleware() -> list[Any]:
     from ..middleware.db import DbConnections
     from ..middleware.lifecycle import RunLifecycle
+    from ..middleware.relay import OutboxRelay
 
     # Order matters: Dramatiq runs ``after_*`` hooks in reverse, so DbConnections closes stale
     # connections first and last, and RunLifecycle writes the outcome before the ack.
-    return [DbConnections(), TimeLimit(), RunLifecycle()]
+    return [DbConnections(), TimeLimit(), RunLifecycle(), OutboxRelay()]
 
 
 def get_broker() -> RabbitmqBroker:
@@ -77,6 +80,7 @@ def get_broker() -> RabbitmqBroker:
         if _broker is not None and _broker_url == url:
             return _broker
         broker = FusionRabbitmqBroker(url, _middleware())
+        dramatiq.set_encoder(StrictJSONEncoder())
         dramatiq.set_broker(broker)
         _broker, _broker_url = broker, url
         for task_obj in all_tasks().values():
@@ -142,28 +146,82 @@ def _declare_if_built(task_obj: Task) -> None:
 on_register(_declare_if_built)
 
 
+def _message(
+    task_obj: Task, run_id: str, kwargs: dict[str, Any], options: dict[str, Any] | None = None
+) -> Any:
+    return dramatiq.Message(
+        queue_name=task_obj.effective_queue,
+        actor_name=task_obj.name,
+        args=(),
+        kwargs=kwargs,
+        options=options or {},
+        message_id=run_id,
+        message_timestamp=int(time.time() * 1000),
+    )
+
+
+def _publish_raw(broker: RabbitmqBroker, messages: list[tuple[Any, int | None]]) -> None:
+    """Publish persistent, mandatory messages on this thread's confirm channel.
+
+    One connection retry covers a connection the broker closed while idle (missed heartbeats);
+    Dramatiq's own ``enqueue`` retries six times, which can hold a web request for many seconds.
+    """
+    deadline = time.monotonic() + float(jobs_settings.PUBLISH_TIMEOUT)
+    for attempt in (1, 2):
+        try:
+            for message, delay_ms in messages:
+                routing_key = message.queue_name
+                body_message = message
+                broker.declare_queue(message.queue_name, ensure=True)
+                if delay_ms is not None:
+                    routing_key = dq_name(message.queue_name)
+                    body_message = message.copy(
+                        queue_name=routing_key, options={"eta": int(time.time() * 1000) + delay_ms}
+                    )
+                broker.channel.basic_publish(
+                    exchange="",
+                    routing_key=routing_key,
+                    body=body_message.encode(),
+                    properties=pika.BasicProperties(delivery_mode=2),
+                    mandatory=True,
+                )
+            return
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
+            del broker.connection
+            if isinstance(exc, pika.exceptions.UnroutableError):
+                broker.queues_pending.update(m.queue_name for m, _ in messages)
+            if attempt == 2 or time.monotonic() >= deadline:
+                raise
+
+
 def publish(task_obj: Task, run_id: str, kwargs: dict[str, Any], *, delay_ms: int | None = None) -> None:
     """Publish one message with publisher confirms; PublishError (password-free) on any failure."""
+    publish_many([(task_obj, run_id, kwargs, delay_ms)])
+
+
+def publish_many(
+    items: list[tuple[Task, str, dict[str, Any], int | None]], *, retries: list[int] | None = None
+) -> None:
+    """Publish several runs' messages, each confirmed by the broker; PublishError on any failure.
+
+    With confirms on, RabbitMQ acknowledges a persistent message only once it is on disk, so a
+    message that returned from here survives a broker crash.
+    """
     url = str(jobs_settings.BROKER_URL or "")
     started = time.monotonic()
     try:
         broker = get_broker()
-        declare_actor(task_obj, broker)
-        message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=task_obj.effective_queue,
-            actor_name=task_obj.name,
-            args=(),
-            kwargs=kwargs,
-            options={},
-            message_id=run_id,
-            message_timestamp=int(time.time() * 1000),
-        )
-        broker.enqueue(message, delay=delay_ms)
+        messages = []
+        for index, (task_obj, run_id, kwargs, delay_ms) in enumerate(items):
+            declare_actor(task_obj, broker)
+            options = {"retries": retries[index]} if retries and retries[index] else None
+            messages.append((_message(task_obj, run_id, kwargs, options), delay_ms))
+        _publish_raw(broker, messages)
     except PublishError:
         raise
     except Exception as exc:
         detail = scrub(f"{type(exc).__name__}: {exc}", url)
+        what = f"{items[0][0].name} run {items[0][1]}" if len(items) == 1 else f"{len(items)} runs"
         raise PublishError(
-            f"could not publish {task_obj.name} run {run_id} to {mask_url(url)} "
-            f"after {time.monotonic() - started:.1f} s: {detail}"
+            f"could not publish {what} to {mask_url(url)} after {time.monotonic() - started:.1f} s: {detail}"
         ) from None

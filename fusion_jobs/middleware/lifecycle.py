@@ -21,6 +21,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from ..conf import jobs_settings
 from ..context import RunContext, activate, deactivate
+from ..encoder import record_malformed
 from ..exceptions import TaskArgumentsError
 from ..models import RunMode, RunStatus
 from ..recording import (
@@ -50,10 +51,7 @@ class RunLifecycle(Middleware):
         return {"max_retries", "min_backoff", "max_backoff", "throws", "retry_when"}
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
-        try:
-            task_obj = get_task(message.actor_name)
-        except LookupError:
-            return  # Dramatiq rejects messages for unknown actors itself.
+        task_obj = get_task(message.actor_name)  # Dramatiq only hands over messages for declared actors
         started = start_attempt(
             message.message_id,
             task_name=task_obj.name,
@@ -69,6 +67,11 @@ class RunLifecycle(Middleware):
         ctx = RunContext(started)
         token = activate(ctx)
         _tokens[message.message_id] = (token, ctx)
+
+    def before_nack(self, broker: Broker, message: MessageProxy) -> None:
+        """Dramatiq dead-letters a message for an undeclared actor by itself; leave a run saying why."""
+        if not broker.actors.get(message.actor_name):
+            record_malformed(f"unknown task {message.actor_name!r}", message.encode(), dict(message.asdict()))
 
     def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
         _tokens.pop(message.message_id, None)
