@@ -116,3 +116,12 @@ def test_progress_is_recorded_inline(settings):
 def test_report_progress_outside_a_task_is_a_no_op():
     fusion_jobs.report_progress("nothing", 1, 2)  # must not raise or write
     assert JobRun.objects.count() == 0
+
+
+def test_enqueue_many_inline_validates_everything_first():
+    with pytest.raises(PayloadError, match=r"t-record \(item 1\): kwargs\['value'\]"):
+        fusion_jobs.enqueue_many("t-record", [{"label": "ok"}, {"label": "bad", "value": {1, 2}}])
+    assert JobRun.objects.count() == 0 and Marker.objects.count() == 0
+    handles = fusion_jobs.enqueue_many("t-record", [{"label": "m1"}, {"label": "m2"}])
+    assert [h.status for h in handles] == ["succeeded", "succeeded"]
+    assert Marker.objects.filter(label__in=["m1", "m2"]).count() == 2

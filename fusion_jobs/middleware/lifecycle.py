@@ -6,14 +6,19 @@ written *before* Dramatiq acks the message, so a SIGKILL can never leave a finis
 unfinished while its message is gone. Retries replace Dramatiq's ``Retries`` middleware: the
 retry is recorded (``retrying``, next attempt time) before it is published, and a retry that
 cannot be published is left in the database for the relay instead of being acked away.
+
+Transitions go through the process's batch writer (``fusion_jobs.writer``), which group-commits
+the transitions of all worker threads.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 from typing import Any
 
+from django.db import DatabaseError, InterfaceError
 from dramatiq import Broker, Middleware
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import SkipMessage
@@ -23,18 +28,26 @@ from ..conf import jobs_settings
 from ..context import RunContext, activate, deactivate
 from ..encoder import record_malformed
 from ..exceptions import TaskArgumentsError
-from ..models import RunMode, RunStatus
+from ..models import JobRun, RunMode, RunStatus
 from ..recording import (
     Attempt,
+    EndOp,
     Skip,
-    finish_failure,
-    finish_success,
-    mark_retrying,
-    start_attempt,
+    StartOp,
+    db_alias,
+    end_op_failure,
+    end_op_retry,
+    end_op_success,
 )
 from ..registry import Task, get_task
+from ..writer import writer
 
 logger = logging.getLogger("fusion_jobs.worker")
+
+#: How long an outcome write keeps retrying through a database outage before giving up.
+OUTCOME_WRITE_PATIENCE = 60.0
+#: Delay before a message whose start could not be recorded (database down) is tried again.
+DB_DOWN_REQUEUE_MS = 5_000
 
 
 def backoff_seconds(task_obj: Task, retries_done: int) -> float:
@@ -45,6 +58,28 @@ def backoff_seconds(task_obj: Task, retries_done: int) -> float:
     return min(high, base * random.uniform(1.0, 1.5))
 
 
+def _write_outcome(op: EndOp) -> bool:
+    """Write an attempt's outcome, retrying through a database restart; True if it was recorded."""
+    deadline = time.monotonic() + OUTCOME_WRITE_PATIENCE
+    delay = 0.5
+    while True:
+        try:
+            writer.apply(op)
+            return bool(op.outcome)
+        except (DatabaseError, InterfaceError) as exc:
+            if time.monotonic() >= deadline:
+                logger.error(
+                    "could not record the outcome of run %s (database unavailable for %.0f s): %s",
+                    op.attempt.run_id,
+                    OUTCOME_WRITE_PATIENCE,
+                    exc,
+                )
+                return False
+            logger.warning("database unavailable recording run %s, retrying: %s", op.attempt.run_id, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 class RunLifecycle(Middleware):
     @property
     def actor_options(self) -> set[str]:
@@ -52,21 +87,35 @@ class RunLifecycle(Middleware):
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         task_obj = get_task(message.actor_name)  # Dramatiq only hands over messages for declared actors
-        started = start_attempt(
+        op = StartOp(
             message.message_id,
-            task_name=task_obj.name,
+            task_obj.name,
             redelivered=bool(getattr(message, "redelivered", False)),
             mode=RunMode.WORKER,
             kwargs=dict(message.kwargs),
             queue=message.queue_name,
             retries_done=int(message.options.get("retries", 0)),
         )
-        if isinstance(started, Skip):
-            logger.info("skipping %s run %s: %s", task_obj.name, message.message_id, started.reason)
-            raise SkipMessage(started.reason)
+        try:
+            writer.apply(op)
+        except (DatabaseError, InterfaceError) as exc:
+            # Don't run what can't be recorded, and don't lose it: put it back for later.
+            logger.warning(
+                "database unavailable starting run %s; retrying it later: %s", message.message_id, exc
+            )
+            try:
+                broker.enqueue(message.copy(), delay=DB_DOWN_REQUEUE_MS)
+            except Exception:
+                logger.exception("could not requeue run %s; dead-lettering it", message.message_id)
+                message.fail()
+            raise SkipMessage("database unavailable") from None
+        started = op.outcome
+        if isinstance(started, Skip) or started is None:
+            reason = started.reason if started else "not started"
+            logger.info("skipping %s run %s: %s", task_obj.name, message.message_id, reason)
+            raise SkipMessage(reason)
         ctx = RunContext(started)
-        token = activate(ctx)
-        _tokens[message.message_id] = (token, ctx)
+        _tokens[message.message_id] = (activate(ctx), ctx)
 
     def before_nack(self, broker: Broker, message: MessageProxy) -> None:
         """Dramatiq dead-letters a message for an undeclared actor by itself; leave a run saying why."""
@@ -91,7 +140,7 @@ class RunLifecycle(Middleware):
         deactivate(token)
         attempt = ctx.attempt
         if exception is None:
-            finish_success(attempt, ctx.result)
+            _write_outcome(end_op_success(attempt, ctx.result))
             return
         task_obj = get_task(message.actor_name)
         retries_done = int(message.options.get("retries", 0))
@@ -101,7 +150,7 @@ class RunLifecycle(Middleware):
             not timed_out or task_obj.retry_on_timeout
         )
         if not retryable or retries_done >= task_obj.effective_max_retries:
-            finish_failure(attempt, exception, status=final_status)
+            _write_outcome(end_op_failure(attempt, exception, status=final_status))
             message.fail()
             return
         self._retry(broker, message, task_obj, attempt, exception, retries_done, timed_out)
@@ -117,17 +166,16 @@ class RunLifecycle(Middleware):
         timed_out: bool,
     ) -> None:
         delay = backoff_seconds(task_obj, retries_done)
-        if not mark_retrying(attempt, exception, delay, outcome="timed_out" if timed_out else "failed"):
+        op = end_op_retry(attempt, exception, delay, outcome="timed_out" if timed_out else "failed")
+        if not _write_outcome(op):
             return  # a newer attempt owns the run; its own outcome will be recorded
         message.options["retries"] = retries_done + 1
+        message.options.pop("traceback", None)
         try:
             broker.enqueue(message.copy(), delay=int(delay * 1000))
         except Exception:
-            # The row says ``retrying`` with no publish: the relay re-publishes it later.
+            # The row says ``retrying`` and unpublished: the relay re-publishes it when it can.
             logger.exception("could not publish retry of run %s; left for the relay", attempt.run_id)
-            from ..models import JobRun
-            from ..recording import db_alias
-
             JobRun.objects.using(db_alias()).filter(pk=attempt.run_id).update(published_at=None)
             return
         logger.info(

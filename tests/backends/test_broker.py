@@ -143,3 +143,12 @@ def test_progress_from_a_worker(broker_settings, worker):
     handle = fusion_jobs.enqueue("t-progress", steps=3)
     run = wait_for(lambda: finished(handle.run_id))
     assert (run.progress_stage, run.progress_done, run.progress_total) == ("stepping", 3, 3)
+
+
+def test_enqueue_many_publishes_a_batch(broker_settings, worker):
+    handles = fusion_jobs.enqueue_many("t-record", [{"label": f"many-{i}"} for i in range(50)])
+    assert len(handles) == 50 and all(h.mode == "queued" for h in handles)
+    ids = [h.run_id for h in handles]
+    wait_for(lambda: JobRun.objects.filter(pk__in=ids, status="succeeded").count() == 50, what="50 runs")
+    assert Marker.objects.filter(label__startswith="many-").count() == 50
+    assert JobRun.objects.filter(pk__in=ids, published_at__isnull=True).count() == 0
