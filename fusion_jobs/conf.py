@@ -59,6 +59,11 @@ SETTINGS: dict[str, Setting] = {
     "STUCK_GRACE_SECONDS": Setting(
         120.0, float, "Grace after a run's timeout before the sweeper marks a silent `running` run lost."
     ),
+    "HARD_LIMIT_GRACE": Setting(
+        30.0,
+        float,
+        "Seconds past its timeout before a task stuck in a C call has its worker process restarted.",
+    ),
     "PUBLISH_TIMEOUT": Setting(2.0, float, "Seconds a publish may take (connect + confirm) before it fails."),
     "CONSUMER_TIMEOUT": Setting(
         1800.0, float, "RabbitMQ's `consumer_timeout` in seconds, used to warn about long tasks."

@@ -52,19 +52,69 @@ def worker_argv(
     return argv
 
 
+#: Dramatiq's exit codes that mean "fix the configuration", where restarting would only loop.
+_FATAL_EXIT_CODES = {2: "a module failed to import or the command line is invalid", 4: "PID file problem"}
+
+
+def supervise(argv: list[str], env: dict[str, str], stdout: Output) -> int:
+    """Run Dramatiq's master, restarting it with backoff when a worker process dies.
+
+    Dramatiq shuts all its workers down when one dies (killed, out of memory, or ended by the
+    hard time limit); a supervisor has to start them again or the capacity is gone. SIGTERM,
+    SIGINT and SIGHUP are passed on, and a requested shutdown is never followed by a restart.
+    """
+    import signal
+    import subprocess
+    import time
+
+    stopping = False
+    proc: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if signum != signal.SIGHUP:
+            stopping = True
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM if signum == signal.SIGINT else signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    backoff = 1.0
+    while True:
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, env=env)
+        code = proc.wait()
+        if stopping or code == 0:
+            return 0 if stopping else code
+        if code in _FATAL_EXIT_CODES:
+            stdout.write(
+                f"fusion-jobs worker: dramatiq exited with code {code} ({_FATAL_EXIT_CODES[code]}); not restarting\n"
+            )
+            stdout.flush()
+            return code
+        if time.monotonic() - started > 60:
+            backoff = 1.0
+        stdout.write(
+            f"fusion-jobs worker: dramatiq exited with code {code} (a worker process died: killed, out of "
+            f"memory, or stopped by the hard time limit); restarting in {backoff:.0f} s\n"
+        )
+        stdout.flush()
+        deadline = time.monotonic() + backoff
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if stopping:
+            return 0
+        backoff = min(backoff * 2, 30.0)
+
+
 def run_worker(
     *,
     processes: int | None = None,
     threads: int | None = None,
     queues: Sequence[str] | None = None,
     stdout: Output = sys.stdout,
-    exec_process: bool = True,
 ) -> int:
-    """Print the configuration, then replace this process with Dramatiq's worker master.
-
-    Replacing (``exec``) rather than spawning keeps signals simple: SIGTERM to the PID the
-    supervisor started reaches Dramatiq directly and shuts the workers down gracefully.
-    """
+    """Print the configuration, then run (and supervise) Dramatiq's worker master."""
     reason = disabled_reason()
     if reason:
         stdout.write(reason + "\n")
@@ -81,14 +131,8 @@ def run_worker(
         f"processes={processes} threads={threads} tasks={len(tasks)} ({', '.join(sorted(tasks)) or 'none'})\n"
     )
     stdout.flush()
-    argv = worker_argv(processes=processes, threads=threads, queues=queues)
     env = dict(os.environ)
     # A message waits in the prefetch buffer while the one before it runs, and RabbitMQ's
     # consumer timeout counts that wait: one message per thread is enough for long tasks.
     env.setdefault("dramatiq_queue_prefetch", str(threads))
-    if not exec_process:
-        import subprocess
-
-        return subprocess.call(argv, env=env)
-    os.execve(sys.executable, argv, env)
-    return 0  # pragma: no cover - execve does not return
+    return supervise(worker_argv(processes=processes, threads=threads, queues=queues), env, stdout)

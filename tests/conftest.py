@@ -187,11 +187,14 @@ def test_db_name(django_db_setup: Any, django_db_blocker: Any) -> str:
 
 @pytest.fixture(scope="session")
 def worker(test_db_name: str) -> Iterator[WorkerProcess]:
-    """One real worker for the session (tests using it need ``transactional_db``)."""
+    """One real worker for the session on queue "default" (tests using it need ``transactional_db``).
+
+    Queue "fj-crash" is left to workers a test starts (and may kill) with ``make_worker``.
+    """
     if not rabbitmq_available():
         pytest.skip("RabbitMQ not reachable")
     purge_queues()
-    proc = WorkerProcess(test_db_name).start()
+    proc = WorkerProcess(test_db_name, queues=("default",)).start()
     yield proc
     proc.stop()
 

@@ -62,12 +62,13 @@ class FusionRabbitmqBroker(RabbitmqBroker):
 
 def _middleware() -> list[Any]:
     from ..middleware.db import DbConnections
+    from ..middleware.hard_limit import HardTimeLimit
     from ..middleware.lifecycle import RunLifecycle
     from ..middleware.relay import OutboxRelay
 
     # Order matters: Dramatiq runs ``after_*`` hooks in reverse, so DbConnections closes stale
     # connections first and last, and RunLifecycle writes the outcome before the ack.
-    return [DbConnections(), TimeLimit(), RunLifecycle(), OutboxRelay()]
+    return [DbConnections(), TimeLimit(), HardTimeLimit(), RunLifecycle(), OutboxRelay()]
 
 
 def get_broker() -> RabbitmqBroker:

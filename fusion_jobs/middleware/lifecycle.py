@@ -188,5 +188,18 @@ class RunLifecycle(Middleware):
         )
 
 
+def record_hard_timeout(message: MessageProxy, limit: float) -> None:
+    """Record a run killed by the hard limit as ``timed_out``; not retried, as it would block again."""
+    entry = _tokens.get(message.message_id)
+    if entry is None:
+        return
+    grace = float(jobs_settings.HARD_LIMIT_GRACE)
+    exc = TimeoutError(
+        f"HardTimeLimit: still running {grace:.0f} s after its {limit:.0f} s execution timeout, blocked in a "
+        "call that could not be interrupted; the worker process was restarted"
+    )
+    _write_outcome(end_op_failure(entry[1].attempt, exc, status=RunStatus.TIMED_OUT))
+
+
 # message id -> (context token, context). Hooks for one message run in the same worker thread.
 _tokens: dict[str, tuple[Any, RunContext]] = {}

@@ -75,3 +75,9 @@ def kills_worker(label: str) -> None:
     """A poison task: it kills the process running it, every time."""
     Marker.objects.create(label=label, value={"pid": os.getpid()})
     os.kill(os.getpid(), 9)
+
+
+@fusion_jobs.task(name="t-c-block", queue="fj-crash", execution_timeout="1s", max_retries=2)
+def c_block(seconds: float) -> None:
+    """Blocks in one C call (a sleep), where Dramatiq's soft time limit cannot interrupt it."""
+    time.sleep(seconds)
