@@ -19,7 +19,7 @@ DATABASES = {
         "USER": os.environ.get("PGUSER", "postgres"),
         "HOST": os.environ.get("PGHOST", "127.0.0.1"),
         "PORT": os.environ.get("PGPORT", "5432"),
-        "CONN_MAX_AGE": 0,
+        "CONN_MAX_AGE": int(os.environ.get("FUSION_JOBS_TEST_CONN_MAX_AGE", "0")),
         "CONN_HEALTH_CHECKS": True,
         "TEST": {"NAME": os.environ.get("FUSION_JOBS_TEST_DB", "test_fusion_jobs")},
     }

@@ -81,3 +81,24 @@ def kills_worker(label: str) -> None:
 def c_block(seconds: float) -> None:
     """Blocks in one C call (a sleep), where Dramatiq's soft time limit cannot interrupt it."""
     time.sleep(seconds)
+
+
+@fusion_jobs.task(name="t-db-slow", queue="fj-crash", execution_timeout="60s", max_retries=3, min_backoff=0.5)
+def db_slow(label: str, seconds: float) -> str:
+    """Uses the database before and after a pause, so a database restart in between hits it."""
+    Marker.objects.create(label=f"{label}:start", value={"pid": os.getpid()})
+    time.sleep(seconds)
+    Marker.objects.create(label=f"{label}:end")
+    return "done"
+
+
+@fusion_jobs.task(name="t-soak", execution_timeout="30s", max_retries=12, min_backoff=0.2, max_backoff=2)
+def soak(label: str, fail_rate: float = 0.1, max_ms: int = 30) -> str:
+    """Soak-test work: a short random pause, a random failure, and one Marker per success."""
+    import random
+
+    time.sleep(random.uniform(0, max_ms / 1000))
+    if random.random() < fail_rate:
+        raise RuntimeError("random soak failure")
+    Marker.objects.create(label=label)
+    return label
