@@ -22,6 +22,7 @@ from ..encoder import StrictJSONEncoder
 from ..exceptions import PublishError, TaskArgumentsError
 from ..registry import Task, all_tasks, on_register
 from ..utils import mask_url, scrub
+from .publisher import PublisherPool
 
 if TYPE_CHECKING:
     from dramatiq import Actor
@@ -93,6 +94,9 @@ def reset_broker() -> None:
     """Forget the built broker (tests that switch URLs); closes its connections."""
     global _broker, _broker_url
     with _lock:
+        for pool in _pools.values():
+            pool.close()
+        _pools.clear()
         if _broker is not None:
             try:
                 _broker.close()
@@ -161,19 +165,19 @@ def _message(
     )
 
 
-def _tx_channel(broker: RabbitmqBroker) -> Any:
-    """This thread's channel in AMQP transaction mode, for batches: one commit makes all durable."""
-    connection = broker.connection
-    cached = getattr(broker.state, "fj_tx", None)
-    if cached is None or cached[0] is not connection or not cached[1].is_open:
-        channel = connection.channel()
-        channel.tx_select()
-        cached = broker.state.fj_tx = (connection, channel)
-    return cached[1]
+_pools: dict[int, PublisherPool] = {}
+
+
+def _pool(broker: RabbitmqBroker) -> PublisherPool:
+    pool = _pools.get(id(broker))
+    if pool is None:
+        with _lock:
+            pool = _pools.setdefault(id(broker), PublisherPool(broker))
+    return pool
 
 
 def _publish_raw(broker: RabbitmqBroker, messages: list[tuple[Any, int | None]]) -> None:
-    """Publish persistent messages: one on the confirm channel, a batch in one AMQP transaction.
+    """Publish persistent messages: one on a confirm channel, a batch in one AMQP transaction.
 
     With confirms (and ``mandatory``) RabbitMQ acknowledges a message once it is routed and on
     disk; ``tx.commit`` does the same for a whole batch in one round trip. One connection retry
@@ -183,32 +187,29 @@ def _publish_raw(broker: RabbitmqBroker, messages: list[tuple[Any, int | None]])
     deadline = time.monotonic() + float(jobs_settings.PUBLISH_TIMEOUT)
     for attempt in (1, 2):
         try:
-            batch = len(messages) > 1
-            channel = _tx_channel(broker) if batch else broker.channel
-            for message, delay_ms in messages:
-                routing_key = message.queue_name
-                body_message = message
-                broker.declare_queue(message.queue_name, ensure=True)
-                if delay_ms is not None:
-                    routing_key = dq_name(message.queue_name)
-                    body_message = message.copy(
-                        queue_name=routing_key, options={"eta": int(time.time() * 1000) + delay_ms}
+            with _pool(broker).lease() as publisher:
+                batch = len(messages) > 1
+                channel = publisher.tx if batch else publisher.confirm
+                for message, delay_ms in messages:
+                    routing_key = message.queue_name
+                    body_message = message
+                    publisher.declare(message.queue_name)
+                    if delay_ms is not None:
+                        routing_key = dq_name(message.queue_name)
+                        body_message = message.copy(
+                            queue_name=routing_key, options={"eta": int(time.time() * 1000) + delay_ms}
+                        )
+                    channel.basic_publish(
+                        exchange="",
+                        routing_key=routing_key,
+                        body=body_message.encode(),
+                        properties=pika.BasicProperties(delivery_mode=2),
+                        mandatory=not batch,
                     )
-                channel.basic_publish(
-                    exchange="",
-                    routing_key=routing_key,
-                    body=body_message.encode(),
-                    properties=pika.BasicProperties(delivery_mode=2),
-                    mandatory=not batch,
-                )
-            if batch:
-                channel.tx_commit()
+                if batch:
+                    channel.tx_commit()
             return
-        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
-            del broker.connection
-            broker.state.fj_tx = None
-            if isinstance(exc, pika.exceptions.UnroutableError):
-                broker.queues_pending.update(m.queue_name for m, _ in messages)
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError):
             if attempt == 2 or time.monotonic() >= deadline:
                 raise
 

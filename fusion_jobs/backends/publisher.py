@@ -1,0 +1,101 @@
+"""Publishing connections shared by a process's threads.
+
+Dramatiq keeps one pika connection per thread. A web server that starts a thread per request
+(Django's runserver, some WSGI servers) then opens a new AMQP connection for every request and
+never closes it (dramatiq#381). Here a small pool lends a connection to one thread at a time:
+pika connections are not thread-safe, but a connection used by one thread at a time is fine.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pika
+from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
+from dramatiq.common import dq_name, xq_name
+
+logger = logging.getLogger("fusion_jobs.broker")
+
+#: Idle connections kept per process; more threads publishing at once get extra ones, closed after.
+MAX_IDLE = 4
+
+
+class PooledPublisher:
+    """One connection with a confirm channel (single messages) and a transaction channel (batches)."""
+
+    def __init__(self, broker: RabbitmqBroker) -> None:
+        self.broker = broker
+        self.connection = pika.BlockingConnection(broker.parameters)
+        self.confirm = self.connection.channel()
+        self.confirm.confirm_delivery()
+        self._tx: Any = None
+        self.declared: set[str] = set()
+
+    @property
+    def tx(self) -> Any:
+        if self._tx is None:
+            self._tx = self.connection.channel()
+            self._tx.tx_select()
+        return self._tx
+
+    def declare(self, queue: str) -> None:
+        """Declare the queue and its delay and dead-letter queues as Dramatiq does, once per connection."""
+        if queue in self.declared:
+            return
+        arguments = self.broker._build_queue_arguments(queue)
+        self.confirm.queue_declare(queue=queue, durable=True, arguments=arguments)
+        self.confirm.queue_declare(queue=dq_name(queue), durable=True, arguments=arguments)
+        self.confirm.queue_declare(
+            queue=xq_name(queue), durable=True, arguments={"x-message-ttl": DEAD_MESSAGE_TTL}
+        )
+        self.declared.add(queue)
+
+    @property
+    def healthy(self) -> bool:
+        return bool(
+            self.connection.is_open and self.confirm.is_open and (self._tx is None or self._tx.is_open)
+        )
+
+    def close(self) -> None:
+        try:
+            if self.connection.is_open:
+                self.connection.close()
+        except Exception:  # closing a broken connection is best effort
+            logger.debug("error closing a publishing connection", exc_info=True)
+
+
+class PublisherPool:
+    def __init__(self, broker: RabbitmqBroker) -> None:
+        self.broker = broker
+        self._idle: list[PooledPublisher] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def lease(self) -> Iterator[PooledPublisher]:
+        """Borrow a publisher; a broken one is closed instead of returned."""
+        with self._lock:
+            publisher = self._idle.pop() if self._idle else None
+        if publisher is None or not publisher.healthy:
+            if publisher is not None:
+                publisher.close()
+            publisher = PooledPublisher(self.broker)
+        try:
+            yield publisher
+        except BaseException:
+            publisher.close()
+            raise
+        with self._lock:
+            if publisher.healthy and len(self._idle) < MAX_IDLE:
+                self._idle.append(publisher)
+                return
+        publisher.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for publisher in idle:
+            publisher.close()
