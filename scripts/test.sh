@@ -5,8 +5,12 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/services.sh
 scripts/browser.sh
-echo "test: ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
-echo "test: mypy"; .venv/bin/mypy fusion_jobs example
-echo "test: migrations"; .venv/bin/python manage.py makemigrations --check --dry-run
+echo "test: ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "test: mypy"
+.venv/bin/mypy fusion_jobs example
+echo "test: migrations"
+.venv/bin/python manage.py makemigrations --check --dry-run
 echo "test: pytest"
 .venv/bin/python -m pytest "$@"

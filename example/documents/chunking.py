@@ -21,7 +21,7 @@ WINDOWS: dict[str, tuple[int, int]] = {
 }
 
 _PARAGRAPH = re.compile(r"\n[ \t]*\n")
-_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s")
+_SENTENCE_END = re.compile("[.!?\u2026][\"'\u201d\u2019)\\]]*\\s")
 _PAGE_SEPARATOR = "\n\n"
 
 
@@ -90,7 +90,7 @@ def chunk_pages(
     while start < n:
         end = n if n - start <= max_chars else _cut(text, start, max_chars)
         piece = text[start:end]
-        body = " ".join(piece.split())
+        body = piece.strip().replace(_PAGE_SEPARATOR, " ")
         if body:
             first = start + len(piece) - len(piece.lstrip())
             last = start + len(piece.rstrip()) - 1

@@ -13,10 +13,11 @@ from __future__ import annotations
 import codecs
 import logging
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +31,18 @@ PROGRESS_EVERY = 50
 SNIFF_BYTES = 2048
 
 PDF_MAGIC = b"%PDF-"
-TEXT_EXTENSIONS: dict[str, Kind] = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown"}
-TEXT_CONTENT_TYPES: dict[str, Kind] = {"text/plain": "text", "text/markdown": "markdown", "text/x-markdown": "markdown"}
+TEXT_EXTENSIONS: dict[str, Kind] = {
+    ".txt": "text",
+    ".text": "text",
+    ".md": "markdown",
+    ".markdown": "markdown",
+}
+MIME_EXTENSIONS = {
+    "application/pdf": ".pdf",
+    "text/plain": ".txt",
+    "text/markdown": ".md",
+    "text/x-markdown": ".md",
+}
 _BINARY_MAGICS: tuple[tuple[bytes, str], ...] = (
     (b"PK\x03\x04", "a ZIP or Office document"),
     (b"\xd0\xcf\x11\xe0", "an old Office document"),
@@ -43,6 +54,9 @@ _BINARY_MAGICS: tuple[tuple[bytes, str], ...] = (
 # PDFium marks a hyphen at a line break as U+0002; other C0 controls are noise in a text layer.
 _CONTROL_CHARS = {c: None for c in range(32) if c not in (9, 10, 12)} | {2: "-"}
 _MIN_TEXT_CHARS = 20
+# PDFium may not be entered from two threads at once, not even for different documents: any other code in
+# this process that calls pypdfium2 must hold this lock too.
+PDFIUM_LOCK = threading.Lock()
 
 
 class ExtractionError(Exception):
@@ -97,15 +111,24 @@ class Extracted:
         return len(self.pages)
 
 
-def sniff(first_bytes: bytes, filename: str, size: int, max_bytes: int = DEFAULT_MAX_BYTES) -> Kind:
+def sniff(
+    first_bytes: bytes,
+    filename: str,
+    size: int,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    content_type: str | None = None,
+) -> Kind:
     """Decide the kind from the first bytes and the name, so the upload view can refuse a bad file early.
 
     Magic bytes win over the extension: a PDF renamed to .txt is still read as a PDF, while a .pdf that
-    does not start with ``%PDF-`` is refused. Raises the same exceptions as :func:`extract`.
+    does not start with ``%PDF-`` is refused. ``content_type`` is the browser's claim and is only used for
+    a file without an extension. Raises the same exceptions as :func:`extract`.
     """
     if size > max_bytes:
         raise FileTooLarge(size, max_bytes)
     ext = Path(filename).suffix.lower()
+    if not ext and content_type:
+        ext = MIME_EXTENSIONS.get(content_type.split(";")[0].strip().lower(), "")
     # PDF readers accept junk before the header as long as it sits in the first 1 KiB.
     if PDF_MAGIC in first_bytes[:1024]:
         return "pdf"
@@ -130,10 +153,9 @@ def extract(
     max_bytes: int = DEFAULT_MAX_BYTES,
     on_page: ProgressCallback | None = None,
 ) -> Extracted:
-    """Extract page texts from a path or in-memory bytes.
+    """Extract page texts from a path or in-memory bytes (type checks as in :func:`sniff`).
 
-    ``content_type`` is the browser's claim and only breaks a tie for a file without an extension;
-    the bytes decide. ``on_page(done, total)`` is called every ``PROGRESS_EVERY`` pages and once at the end.
+    ``on_page(done, total)`` is called every ``PROGRESS_EVERY`` pages and once at the end.
     """
     if isinstance(path_or_bytes, bytes):
         size, head = len(path_or_bytes), path_or_bytes[:SNIFF_BYTES]
@@ -142,13 +164,7 @@ def extract(
         size = path.stat().st_size
         with path.open("rb") as fh:
             head = fh.read(SNIFF_BYTES)
-    if not Path(filename).suffix and content_type:
-        mime = content_type.split(";")[0].strip().lower()
-        if mime == "application/pdf":
-            filename += ".pdf"
-        elif mime in TEXT_CONTENT_TYPES:
-            filename += ".md" if TEXT_CONTENT_TYPES[mime] == "markdown" else ".txt"
-    kind = sniff(head, filename, size, max_bytes)
+    kind = sniff(head, filename, size, max_bytes, content_type)
 
     if kind == "pdf":
         pages = _pdf_pages(path_or_bytes, on_page)
@@ -167,11 +183,32 @@ def extract(
 
 
 def _pdf_pages(source: str | Path | bytes, on_page: ProgressCallback | None) -> list[str]:
+    with PDFIUM_LOCK:
+        return _pdf_pages_locked(source, on_page)
+
+
+def probe_pdf(source: str | Path | bytes) -> int:
+    """Open a PDF without reading its pages and return its page count.
+
+    The upload form calls this so that a password-protected or damaged PDF is refused while the user is
+    still on the page: opening parses only the trailer and cross-reference table, which takes
+    milliseconds even for 1000 pages. Raises :class:`EncryptedPdf` or :class:`CorruptPdf`.
+    """
+    with PDFIUM_LOCK:
+        doc = _open_pdf(source)
+        try:
+            return len(doc)
+        finally:
+            doc.close()
+
+
+def _open_pdf(source: str | Path | bytes) -> Any:
+    """Open with PDFium (the caller holds ``PDFIUM_LOCK``), mapping its error codes to user messages."""
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
     try:
-        doc = pdfium.PdfDocument(source if isinstance(source, bytes) else Path(source))
+        return pdfium.PdfDocument(source if isinstance(source, bytes) else Path(source))
     except pdfium.PdfiumError as exc:
         if exc.err_code in (pdfium_c.FPDF_ERR_PASSWORD, pdfium_c.FPDF_ERR_SECURITY):
             raise EncryptedPdf() from exc
@@ -179,6 +216,11 @@ def _pdf_pages(source: str | Path | bytes, on_page: ProgressCallback | None) -> 
             raise CorruptPdf("the PDF has no pages") from exc
         raise CorruptPdf() from exc
 
+
+def _pdf_pages_locked(source: str | Path | bytes, on_page: ProgressCallback | None) -> list[str]:
+    import pypdfium2 as pdfium
+
+    doc = _open_pdf(source)
     pages: list[str] = []
     failed = 0
     try:
@@ -214,10 +256,10 @@ def _clean_pdf_text(text: str) -> str:
 
 def _text_too_sparse(pages: list[str]) -> bool:
     """A scan has no text layer; a few stray characters (a page-number stamp) do not make it searchable."""
-    chars = sum(len("".join(p.split())) for p in pages)
-    if chars < _MIN_TEXT_CHARS:
+    sizes = [len("".join(p.split())) for p in pages]
+    if sum(sizes) < _MIN_TEXT_CHARS:
         return True
-    with_text = sum(1 for p in pages if len("".join(p.split())) >= _MIN_TEXT_CHARS)
+    with_text = sum(1 for size in sizes if size >= _MIN_TEXT_CHARS)
     return len(pages) >= 20 and with_text / len(pages) < 0.02
 
 
