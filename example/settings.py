@@ -30,6 +30,8 @@ INSTALLED_APPS = [
     "fusion_jobs",
     "example.core",
     "example.documents",
+    "example.agent",
+    "example.sandbox",
 ]
 
 MIDDLEWARE = [
@@ -93,6 +95,37 @@ LOGIN_URL = "admin:login"
 
 # fusion-jobs: empty broker URL means jobs run inline (read from the environment).
 FUSION_JOBS_BROKER_URL = os.environ.get("FUSION_JOBS_BROKER_URL", "")
+# runcrons calls these at start-up to declare the crons (the agent's six).
+FUSION_JOBS_CRON_REGISTRARS = ["example.agent.crons.register_agent_cron"]
+
+# Mail, the seed's graceful degradation: SMTP_HOST set means the agent's outbox is sent through SMTP;
+# unset means messages are logged and held (status "held"), never sent and never lost.
+SMTP_HOST = os.environ.get("SMTP_HOST", "")
+if SMTP_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = SMTP_HOST
+    EMAIL_PORT = int(os.environ.get("SMTP_PORT", "587"))
+    EMAIL_HOST_USER = os.environ.get("SMTP_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("SMTP_PASSWORD", "")
+    EMAIL_USE_TLS = os.environ.get("SMTP_USE_TLS", "1").lower() in ("1", "true", "yes", "on")
+    EMAIL_TIMEOUT = 10
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = os.environ.get("SMTP_FROM", "fusion-jobs agent <agent@localhost>")
+AGENT_FROM_EMAIL = DEFAULT_FROM_EMAIL
+
+# The proactive agent: retention windows (days) and batch sizes; see example/agent/conf.py for the rest.
+AGENT_RETENTION_TICK_DAYS = int(os.environ.get("AGENT_RETENTION_TICK_DAYS", "7"))
+AGENT_RETENTION_SENT_MESSAGE_DAYS = int(os.environ.get("AGENT_RETENTION_SENT_MESSAGE_DAYS", "30"))
+AGENT_RETENTION_DEAD_MESSAGE_DAYS = int(os.environ.get("AGENT_RETENTION_DEAD_MESSAGE_DAYS", "90"))
+AGENT_RETENTION_MEMORY_DAYS = int(os.environ.get("AGENT_RETENTION_MEMORY_DAYS", "180"))
+AGENT_RETENTION_BATCH = 500
+
+# Documents demo (/documents/): "auto" embeds with WordLlama (offline, in its wheel), else hashing; "minilm"
+# is the opt-in real model. The whole job must fit the embed budget, which sits under its 600 s cap.
+DOCUMENTS_EMBEDDER = os.environ.get("DOCUMENTS_EMBEDDER", "auto")
+DOCUMENTS_EMBED_BUDGET_SECONDS = float(os.environ.get("DOCUMENTS_EMBED_BUDGET_SECONDS", "540"))
+DOCUMENTS_MAX_UPLOAD_BYTES = int(os.environ.get("DOCUMENTS_MAX_UPLOAD_BYTES", str(50 * 1024 * 1024)))
 
 LOGGING = {
     "version": 1,

@@ -111,6 +111,7 @@ def _enqueue_validated(
     cron: Any = None,
     scheduled_for: Any = None,
     force_queue: bool = False,
+    on_publish_error: str | None = None,
 ) -> RunHandle:
     from .context import current_run_id
     from .models import JobRun, RunMode
@@ -137,7 +138,9 @@ def _enqueue_validated(
     )
     handle = RunHandle(run_id=run_id, mode="queued" if queued else "inline", task_name=task_obj.name)
     if queued:
-        transaction.on_commit(lambda: _publish_or_fallback(task_obj, handle, payload), using=alias)
+        transaction.on_commit(
+            lambda: _publish_or_fallback(task_obj, handle, payload, on_publish_error), using=alias
+        )
     else:
         transaction.on_commit(lambda: _run_here(task_obj, handle, payload), using=alias)
     return handle
@@ -221,7 +224,9 @@ def _run_here(task_obj: Task, handle: RunHandle, payload: dict[str, Any]) -> Non
     handle.status, handle.result, handle.error = outcome.status, outcome.result, outcome.error
 
 
-def _publish_or_fallback(task_obj: Task, handle: RunHandle, payload: dict[str, Any]) -> None:
+def _publish_or_fallback(
+    task_obj: Task, handle: RunHandle, payload: dict[str, Any], policy: str | None = None
+) -> None:
     from .backends.broker import publish
     from .models import JobRun, RunMode, RunStatus
     from .recording import db_alias, mark_published
@@ -229,7 +234,7 @@ def _publish_or_fallback(task_obj: Task, handle: RunHandle, payload: dict[str, A
     try:
         publish(task_obj, handle.run_id, payload)
     except PublishError as exc:
-        policy = str(jobs_settings.ON_PUBLISH_ERROR)
+        policy = policy or str(jobs_settings.ON_PUBLISH_ERROR)
         rows = JobRun.objects.using(db_alias()).filter(pk=handle.run_id, status=RunStatus.QUEUED)
         if policy == "outbox":
             logger.warning("%s; kept in the outbox for the relay", exc)
@@ -248,13 +253,23 @@ def _publish_or_fallback(task_obj: Task, handle: RunHandle, payload: dict[str, A
 
 
 def retry_run(run_id: str, *, requested_by: str) -> RunHandle:
-    """Queue a new run with the same task and arguments, linked to the original (admin retry)."""
-    from .models import JobRun
+    """Queue a new run with the same task and arguments, linked to the original (admin retry).
 
-    original = JobRun.objects.get(pk=run_id)
+    Always queued, never run inline: a retry asked for from a web request must not execute there.
+    If publishing fails the run stays queued for the outbox relay.
+    """
+    from .models import JobRun
+    from .recording import db_alias
+
+    original = JobRun.objects.using(db_alias()).get(pk=run_id)
     task_obj = get_task(original.task_name)
     return _enqueue_validated(
-        task_obj, dict(original.kwargs), enqueued_by=f"admin retry by {requested_by}"[:200], retry_of=original
+        task_obj,
+        dict(original.kwargs),
+        enqueued_by=f"admin retry by {requested_by}"[:200],
+        retry_of=original,
+        force_queue=True,
+        on_publish_error="outbox",
     )
 
 

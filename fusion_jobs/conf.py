@@ -73,6 +73,40 @@ SETTINGS: dict[str, Setting] = {
     "PROGRESS_INTERVAL": Setting(1.0, float, "Minimum seconds between two progress writes of one run."),
     "RUN_RETENTION_DAYS": Setting(14, int, "Finished runs older than this are pruned."),
     "TASK_MODULES": Setting(("tasks",), tuple, "Module names autodiscovered in every installed app."),
+    "CRON_REGISTRARS": Setting(
+        (),
+        tuple,
+        "Dotted paths of functions `runcrons` calls at start-up to declare crons with `ensure_cron` "
+        "(e.g. `example.agent.crons.register_agent_cron`).",
+    ),
+    "CRON_AUTODISCOVER": Setting(
+        True,
+        bool,
+        "At `runcrons` start-up, also call `register_crons()` of every installed app's `crons` module.",
+    ),
+    "CRON_POLL_INTERVAL": Setting(
+        5.0,
+        float,
+        "Seconds between two looks of `runcrons` at the schedules (admin pauses, other processes).",
+    ),
+    "CRON_LEASE_TTL": Setting(
+        15.0,
+        float,
+        "Seconds the `runcrons` leader lease lasts unrenewed: a standby takes over this long after the leader dies.",
+    ),
+    "CRON_GRACE": Setting(
+        60.0,
+        float,
+        "Seconds after its time a tick still fires as on time; a later one is missed and follows the misfire policy.",
+    ),
+    "CRON_CATCHUP_LIMIT": Setting(
+        100, int, "Most missed ticks misfire policy `all` fires after an outage (the most recent ones)."
+    ),
+    "CRON_SKIPPED_RECORD_LIMIT": Setting(
+        20,
+        int,
+        "Skipped ticks recorded as `skipped` runs per catch-up; the others are counted in one run's reason.",
+    ),
 }
 
 

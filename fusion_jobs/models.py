@@ -101,10 +101,13 @@ class JobRun(models.Model):
             ("cancel_jobrun", "Can cancel job runs"),
         ]
         indexes = [
-            models.Index(fields=["-enqueued_at"], name="fj_run_enqueued"),
+            # The trailing columns let the admin dashboard count and time a day of runs, and the
+            # list count a task's failures, with index-only scans instead of visiting every row
+            # of the (wide) table. Key columns, not INCLUDE ones: every database accepts them.
+            models.Index(fields=["-enqueued_at", "task_name", "status"], name="fj_run_enqueued"),
             models.Index(fields=["status", "-enqueued_at"], name="fj_run_status"),
-            models.Index(fields=["task_name", "-enqueued_at"], name="fj_run_task"),
-            models.Index(fields=["finished_at"], name="fj_run_finished"),
+            models.Index(fields=["task_name", "status", "-enqueued_at"], name="fj_run_task"),
+            models.Index(fields=["finished_at", "status", "task_name", "started_at"], name="fj_run_finished"),
             models.Index(
                 fields=["enqueued_at"],
                 name="fj_run_unpublished",
@@ -155,6 +158,16 @@ class JobRun(models.Model):
             "enqueued_at": self.enqueued_at.isoformat() if self.enqueued_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
         }
+
+
+class JobsDashboard(JobRun):
+    """No table and no permissions of its own: it gives the jobs dashboard an entry in the admin index."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "jobs dashboard"
+        verbose_name_plural = "jobs dashboard"
+        default_permissions = ()
 
 
 class MisfirePolicy(models.TextChoices):

@@ -11,12 +11,16 @@ import logging
 import os
 import socket
 import traceback as tb
+import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .conf import jobs_settings
@@ -215,55 +219,320 @@ def _apply_end(op: EndOp, row: JobRun | None, now: datetime, changed: dict[str, 
     op.outcome = True
 
 
-def apply_batch(ops: list[Op], *, now: datetime | None = None) -> None:
-    """Apply several transitions in one transaction: one locking read, one write, one commit.
+def _run_id(op: Op) -> str:
+    return op.run_id if isinstance(op, StartOp) else op.attempt.run_id
 
-    Each op's ``outcome`` is filled in. The rows are locked (``SELECT ... FOR UPDATE``) while the
-    decisions are made, so two workers can never both start the same attempt, and an end is
+
+def _canonical_uuid(value: str) -> uuid.UUID | None:
+    """The run id as a UUID when it is in canonical form (as every message id we publish is)."""
+    try:
+        parsed = uuid.UUID(value)
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return parsed if str(parsed) == value else None
+
+
+def _supports_fast_path(connection: BaseDatabaseWrapper) -> bool:
+    """Conditional ``UPDATE ... RETURNING``: PostgreSQL, and SQLite from 3.35."""
+    if connection.vendor == "postgresql":
+        return True
+    if connection.vendor == "sqlite":
+        backend: Any = connection
+        return bool(backend.Database.sqlite_version_info >= (3, 35, 0))
+    return False
+
+
+def _field(name: str) -> Any:
+    return JobRun._meta.get_field(name)
+
+
+def _col(connection: BaseDatabaseWrapper, name: str) -> str:
+    return str(connection.ops.quote_name(_field(name).column))
+
+
+def _prep(connection: BaseDatabaseWrapper, name: str, value: Any) -> Any:
+    return _field(name).get_db_prep_save(value, connection)
+
+
+#: Prefix of a statement run on its own (autocommit) on PostgreSQL: its commit doesn't wait for
+#: the disk. ``set_config(..., true)`` lasts until the end of the current transaction, which for a
+#: lone statement is that statement, and the commit reads the setting before it is reset. The
+#: UPDATE joins this one-row CTE, so the setting is made before any row is written.
+ASYNC_COMMIT_CTE = "WITH fj_async AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) "
+
+
+def _start_sql(
+    connection: BaseDatabaseWrapper,
+    starts: list[tuple[uuid.UUID, StartOp]],
+    now: datetime,
+    *,
+    async_commit: bool,
+) -> tuple[str, list[Any]]:
+    q = connection.ops.quote_name
+    c = lambda name: _col(connection, name)  # noqa: E731
+    table = q(JobRun._meta.db_table)
+    sql = (
+        # Identifiers come from the model and are quoted; every value is a parameter.
+        f"{ASYNC_COMMIT_CTE if async_commit else ''}"  # noqa: S608
+        f"UPDATE {table} SET {c('status')} = %s, {c('attempts')} = {table}.{c('attempts')} + 1, "
+        f"{c('started_at')} = %s, {c('heartbeat_at')} = %s, {c('next_attempt_at')} = NULL, {c('worker')} = %s, "
+        f"{c('progress_stage')} = '', {c('progress_done')} = NULL, {c('progress_total')} = NULL, "
+        f"{c('published_at')} = COALESCE({table}.{c('published_at')}, %s) "
+        f"{'FROM fj_async ' if async_commit else ''}"
+        f"WHERE {table}.{c('id')} IN ({', '.join(['%s'] * len(starts))}) AND {table}.{c('status')} IN (%s, %s) "
+        f"RETURNING {table}.{c('id')}, {table}.{c('attempts')}"
+    )
+    stamp = _prep(connection, "started_at", now)
+    params = [RunStatus.RUNNING.value, stamp, stamp, worker_id(), stamp]
+    params += [_prep(connection, "id", key) for key, _ in starts]
+    params += [RunStatus.QUEUED.value, RunStatus.RETRYING.value]
+    return sql, params
+
+
+def _settle_starts(starts: list[tuple[uuid.UUID, StartOp]], updated: dict[uuid.UUID, int]) -> list[StartOp]:
+    missed = []
+    for key, op in starts:
+        attempt = updated.get(key)
+        if attempt is None:
+            missed.append(op)
+        else:
+            op.outcome = Attempt(op.run_id, attempt, op.task_name, op.retries_done)
+    return missed
+
+
+def _fast_starts(
+    connection: BaseDatabaseWrapper,
+    starts: list[tuple[uuid.UUID, StartOp]],
+    now: datetime,
+    *,
+    async_commit: bool = False,
+) -> list[StartOp]:
+    """``queued``/``retrying`` -> ``running`` for every op's run in one conditional UPDATE.
+
+    The same transition ``_apply_start`` makes for such a row, decided by the ``WHERE`` under the
+    row lock the UPDATE takes, so two workers still can't both start the attempt. Returns the ops
+    whose row was not in one of those states (missing, running, finished): the locking path
+    decides those. ``async_commit``: the statement runs on its own on PostgreSQL and its commit
+    doesn't wait for the disk (a start lost in a database crash is redone by the redelivery).
+    """
+    if not starts:
+        return []
+    sql, params = _start_sql(connection, starts, now, async_commit=async_commit)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        updated = {_as_uuid(row[0]): int(row[1]) for row in cursor.fetchall()}
+    return _settle_starts(starts, updated)
+
+
+def _end_values_sql(
+    connection: BaseDatabaseWrapper, ends: list[tuple[uuid.UUID, EndOp]], now: datetime
+) -> tuple[str, list[Any]]:
+    """PostgreSQL: every final outcome of the batch in one fenced ``UPDATE ... FROM (VALUES ...)``."""
+    q = connection.ops.quote_name
+    c = lambda name: _col(connection, name)  # noqa: E731
+    table = q(JobRun._meta.db_table)
+    casts = [
+        _field(name).cast_db_type(connection)
+        for name in ("id", "attempts", "status", "error", "traceback", "result")
+    ]
+    row_sql = "(" + ", ".join(f"CAST(%s AS {cast})" for cast in casts) + ")"
+    sql = (
+        f"UPDATE {table} SET {c('status')} = v.status, {c('error')} = v.error, "  # noqa: S608
+        f"{c('traceback')} = v.traceback, {c('result')} = v.result, {c('finished_at')} = %s "
+        f"FROM (VALUES {', '.join([row_sql] * len(ends))}) AS v (id, attempt, status, error, traceback, result) "
+        f"WHERE {table}.{c('id')} = v.id AND {table}.{c('attempts')} = v.attempt "
+        f"AND {table}.{c('status')} = %s RETURNING {table}.{c('id')}"
+    )
+    params: list[Any] = [_prep(connection, "finished_at", now)]
+    for key, op in ends:
+        params += [
+            _prep(connection, "id", key),
+            op.attempt.attempt,
+            op.status,
+            op.error,
+            op.traceback,
+            _prep(connection, "result", op.result),
+        ]
+    params.append(RunStatus.RUNNING.value)
+    return sql, params
+
+
+def _settle_ends(ends: list[tuple[uuid.UUID, EndOp]], updated: set[uuid.UUID]) -> None:
+    for key, op in ends:
+        op.outcome = key in updated
+        if not op.outcome:
+            logger.info(
+                "run %s attempt %s: outcome not recorded, a newer attempt owns the run", *_ids(op.attempt)
+            )
+
+
+def _fast_ends(connection: BaseDatabaseWrapper, ends: list[tuple[uuid.UUID, EndOp]], now: datetime) -> None:
+    """Final outcomes (succeeded/failed/timed_out), fenced: written only while ``running`` that attempt.
+
+    What ``_apply_end`` writes for such an op, with the fencing in the ``WHERE``; an op whose row
+    no longer matches (a newer attempt owns the run) gets ``outcome = False`` as there.
+    """
+    if not ends:
+        return
+    updated: set[uuid.UUID] = set()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and len(ends) > 1:
+            sql, params = _end_values_sql(connection, ends, now)
+            cursor.execute(sql, params)
+            updated = {_as_uuid(row[0]) for row in cursor.fetchall()}
+        else:
+            q = connection.ops.quote_name
+            c = lambda name: _col(connection, name)  # noqa: E731
+            table = q(JobRun._meta.db_table)
+            sql = (
+                f"UPDATE {table} SET {c('status')} = %s, {c('error')} = %s, {c('traceback')} = %s, "  # noqa: S608
+                f"{c('result')} = %s, {c('finished_at')} = %s "
+                f"WHERE {c('id')} = %s AND {c('attempts')} = %s AND {c('status')} = %s RETURNING {c('id')}"
+            )
+            stamp = _prep(connection, "finished_at", now)
+            for key, op in ends:
+                cursor.execute(
+                    sql,
+                    [
+                        op.status,
+                        op.error,
+                        op.traceback,
+                        _prep(connection, "result", op.result),
+                        stamp,
+                        _prep(connection, "id", key),
+                        op.attempt.attempt,
+                        RunStatus.RUNNING.value,
+                    ],
+                )
+                if cursor.fetchall():
+                    updated.add(key)
+    _settle_ends(ends, updated)
+
+
+def _fast_starts_and_ends(
+    connection: BaseDatabaseWrapper,
+    starts: list[tuple[uuid.UUID, StartOp]],
+    ends: list[tuple[uuid.UUID, EndOp]],
+    now: datetime,
+) -> list[StartOp]:
+    """PostgreSQL: a batch's starts and outcomes in one statement (two data-modifying CTEs), one commit.
+
+    The commit waits for the disk, as the outcomes need; the rows are distinct (one op per run).
+    """
+    start_sql, start_params = _start_sql(connection, starts, now, async_commit=False)
+    end_sql, end_params = _end_values_sql(connection, ends, now)
+    sql = (
+        f"WITH fj_s AS ({start_sql}), fj_e AS ({end_sql}) "  # noqa: S608
+        "SELECT 1, id, attempts FROM fj_s UNION ALL SELECT 2, id, 0 FROM fj_e"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, start_params + end_params)
+        rows = cursor.fetchall()
+    _settle_ends(ends, {_as_uuid(row[1]) for row in rows if row[0] == 2})
+    return _settle_starts(starts, {_as_uuid(row[1]): int(row[2]) for row in rows if row[0] == 1})
+
+
+def _as_uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _apply_fast(
+    connection: BaseDatabaseWrapper, ops: list[Op], now: datetime, *, async_starts: bool = False
+) -> list[Op]:
+    """Decide the common transitions with conditional UPDATEs; return the ops left for the locking path.
+
+    Taken here: a start of a ``queued``/``retrying`` run, and a final outcome, each for a run no
+    other op of the batch touches (so their order within the batch can't matter). Everything
+    else (a redelivery of a ``running`` run, a message without a row, a retry, a malformed id)
+    goes through ``SELECT ... FOR UPDATE`` and the same decisions as before.
+    """
+    per_run = Counter(_run_id(op) for op in ops)
+    starts: list[tuple[uuid.UUID, StartOp]] = []
+    ends: list[tuple[uuid.UUID, EndOp]] = []
+    slow: set[int] = set()
+    for index, op in enumerate(ops):
+        key = _canonical_uuid(_run_id(op))
+        if key is None or per_run[_run_id(op)] > 1:
+            slow.add(index)
+        elif isinstance(op, StartOp):
+            starts.append((key, op))
+        elif op.status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMED_OUT):
+            ends.append((key, op))
+        else:
+            slow.add(index)
+    if starts and ends and connection.vendor == "postgresql":
+        missed = {id(op) for op in _fast_starts_and_ends(connection, starts, ends, now)}
+    else:
+        missed = {id(op) for op in _fast_starts(connection, starts, now, async_commit=async_starts)}
+        _fast_ends(connection, ends, now)
+    return [op for index, op in enumerate(ops) if index in slow or id(op) in missed]
+
+
+def apply_batch(ops: list[Op], *, now: datetime | None = None) -> None:
+    """Apply several transitions: one statement per kind for the common ones, one commit each.
+
+    Each op's ``outcome`` is filled in. The common transitions (a queued run starting, an attempt
+    ending) are conditional UPDATEs whose ``WHERE`` makes the decision under the row lock the
+    UPDATE takes; outside a caller's transaction each is a statement on its own (one round trip,
+    one commit: the starts' commit doesn't wait for the disk, the outcomes' does, before this
+    returns). The rest are decided in one transaction on rows locked with ``SELECT ... FOR
+    UPDATE``. Either way two workers can never both start the same attempt, and an end is
     written only while the row is still ``running`` that attempt (fencing).
     """
     alias = db_alias()
     now = now or timezone.now()
-    ids = {op.run_id if isinstance(op, StartOp) else op.attempt.run_id for op in ops}
+    connection = connections[alias]
+    nested = connection.in_atomic_block
+    if _supports_fast_path(connection):
+        if not nested and connection.get_autocommit():
+            ops = _apply_fast(connection, ops, now, async_starts=connection.vendor == "postgresql")
+        else:
+            with transaction.atomic(using=alias):
+                ops = _apply_fast(connection, ops, now)
+    if not ops:
+        return
     only_starts = all(isinstance(op, StartOp) for op in ops)
     with transaction.atomic(using=alias):
-        connection = connections[alias]
-        if only_starts and connection.vendor == "postgresql":
+        if only_starts and connection.vendor == "postgresql" and not nested:
             # A start is redone from the broker's redelivery if lost in a database crash; only
-            # outcomes (written before the ack) need to wait for the disk.
+            # outcomes (written before the ack) need to wait for the disk. Never inside a
+            # caller's transaction: SET LOCAL would make that transaction's commit asynchronous.
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        rows = {
-            str(row.pk): row
-            for row in JobRun.objects.using(alias)
-            .select_for_update()
-            .filter(pk__in=ids)
-            .only(*_LOADED_FIELDS)
-        }
-        changed: dict[str, set[str]] = {}
-        creates: list[JobRun] = []
-        for op in ops:
-            if isinstance(op, StartOp):
-                new_row = _apply_start(op, rows.get(op.run_id), now, changed)
-                if new_row is not None:
-                    creates.append(new_row)
-                    rows[op.run_id] = new_row
-            else:
-                _apply_end(op, rows.get(op.attempt.run_id), now, changed)
-        if creates:
-            JobRun.objects.using(alias).bulk_create(creates, ignore_conflicts=True)
-        created = {str(row.pk) for row in creates}
-        by_fields: dict[frozenset[str], list[JobRun]] = {}
-        for run_id, fields in changed.items():
-            if fields and run_id not in created:
-                by_fields.setdefault(frozenset(fields), []).append(rows[run_id])
-        for field_set, objs in by_fields.items():
-            if len(objs) == 1:
-                JobRun.objects.using(alias).filter(pk=objs[0].pk).update(
-                    **{name: getattr(objs[0], name) for name in field_set}
-                )
-            else:
-                JobRun.objects.using(alias).bulk_update(objs, sorted(field_set))
+        _apply_locked(ops, alias, now)
+
+
+def _apply_locked(ops: list[Op], alias: str, now: datetime) -> None:
+    """Decide ops on their rows locked with ``SELECT ... FOR UPDATE``: one locking read, one write."""
+    ids = {_run_id(op) for op in ops}
+    rows = {
+        str(row.pk): row
+        for row in JobRun.objects.using(alias).select_for_update().filter(pk__in=ids).only(*_LOADED_FIELDS)
+    }
+    changed: dict[str, set[str]] = {}
+    creates: list[JobRun] = []
+    for op in ops:
+        if isinstance(op, StartOp):
+            new_row = _apply_start(op, rows.get(op.run_id), now, changed)
+            if new_row is not None:
+                creates.append(new_row)
+                rows[op.run_id] = new_row
+        else:
+            _apply_end(op, rows.get(op.attempt.run_id), now, changed)
+    if creates:
+        JobRun.objects.using(alias).bulk_create(creates, ignore_conflicts=True)
+    created = {str(row.pk) for row in creates}
+    by_fields: dict[frozenset[str], list[JobRun]] = {}
+    for run_id, fields in changed.items():
+        if fields and run_id not in created:
+            by_fields.setdefault(frozenset(fields), []).append(rows[run_id])
+    for field_set, objs in by_fields.items():
+        if len(objs) == 1:
+            JobRun.objects.using(alias).filter(pk=objs[0].pk).update(
+                **{name: getattr(objs[0], name) for name in field_set}
+            )
+        else:
+            JobRun.objects.using(alias).bulk_update(objs, sorted(field_set))
 
 
 def start_attempt(
@@ -336,9 +605,27 @@ def mark_skipped(run_id: str, reason: str) -> None:
 
 
 def mark_published(run_id: str) -> None:
-    JobRun.objects.using(db_alias()).filter(pk=run_id, published_at__isnull=True).update(
-        published_at=timezone.now()
-    )
+    """Note that the run's message reached the broker, so the outbox relay leaves it alone.
+
+    On PostgreSQL, outside a caller's transaction, this commit doesn't wait for the disk: the mark
+    is a hint, and losing it in a database crash only makes the relay publish the run again, a
+    duplicate that the worker skips. That saves an fsync on every ``enqueue()``.
+    """
+    alias = db_alias()
+    connection = connections[alias]
+    now = timezone.now()
+    if connection.vendor != "postgresql" or connection.in_atomic_block or not connection.get_autocommit():
+        JobRun.objects.using(alias).filter(pk=run_id, published_at__isnull=True).update(published_at=now)
+        return
+    q = connection.ops.quote_name
+    c = lambda name: _col(connection, name)  # noqa: E731
+    table = q(JobRun._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"{ASYNC_COMMIT_CTE}UPDATE {table} SET {c('published_at')} = %s FROM fj_async "  # noqa: S608
+            f"WHERE {table}.{c('id')} = %s AND {table}.{c('published_at')} IS NULL",
+            [_prep(connection, "published_at", now), _prep(connection, "id", uuid.UUID(str(run_id)))],
+        )
 
 
 def cancel(run_ids: list[str]) -> int:
@@ -376,26 +663,32 @@ def sweep_stuck(now: datetime | None = None) -> int:
     default_timeout = float(jobs_settings.DEFAULT_EXECUTION_TIMEOUT)
     marked = 0
     alias = db_alias()
-    candidates = JobRun.objects.using(alias).filter(
-        status=RunStatus.RUNNING, started_at__lt=now - timedelta(seconds=grace)
+    # Oldest sign of life first, so a backlog of legitimately long runs can't hide the stuck ones.
+    candidates = (
+        JobRun.objects.using(alias)
+        .filter(status=RunStatus.RUNNING, started_at__isnull=False)
+        .annotate(last_sign=Coalesce("heartbeat_at", "started_at"))
+        .filter(last_sign__lt=now - timedelta(seconds=grace))
+        .order_by("last_sign")
+        .only("id", "execution_timeout", "started_at", "heartbeat_at", "attempts", "worker", "attempt_log")
     )
-    for row in candidates.only("id", "execution_timeout", "started_at", "heartbeat_at", "attempts")[:1000]:
-        deadline = (row.execution_timeout or default_timeout) + grace
+    for row in candidates[:1000]:
         last_sign = row.heartbeat_at or row.started_at
-        if row.started_at and last_sign and (now - last_sign).total_seconds() > deadline:
-            marked += (
-                JobRun.objects.using(alias)
-                .filter(pk=row.pk, status=RunStatus.RUNNING, attempts=row.attempts)
-                .update(
-                    status=RunStatus.FAILED,
-                    finished_at=now,
-                    error=(
-                        "WorkerLost: no sign of life for "
-                        f"{int((now - last_sign).total_seconds())} s, past the execution timeout plus grace"
-                    ),
-                    lost_attempts=F("lost_attempts") + 1,
-                )
+        silent = (now - last_sign).total_seconds() if last_sign else 0.0
+        if silent <= (row.execution_timeout or default_timeout) + grace:
+            continue
+        error = f"WorkerLost: no sign of life for {int(silent)} s, past the execution timeout plus grace"
+        marked += (
+            JobRun.objects.using(alias)
+            .filter(pk=row.pk, status=RunStatus.RUNNING, attempts=row.attempts)
+            .update(
+                status=RunStatus.FAILED,
+                finished_at=now,
+                error=error,
+                lost_attempts=F("lost_attempts") + 1,
+                attempt_log=[*row.attempt_log, _log_entry(row, "lost", now, error)],
             )
+        )
     return marked
 
 

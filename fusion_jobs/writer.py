@@ -1,11 +1,12 @@
 """One writer thread per worker process: run transitions from all worker threads, group-committed.
 
 A worker thread hands its start or end transition to the writer and waits for it; the writer
-takes everything queued at that moment and applies it with ``recording.apply_batch`` in one
-transaction. Under load that is one commit for many messages instead of two commits per
-message; at low load a batch holds one op and costs what a direct write would. An end is
-committed before the worker thread returns, so Dramatiq still acks only after the outcome is
-durable.
+takes everything queued at that moment (under load, waiting up to ``LINGER`` for the other
+threads' ops) and applies it with ``recording.apply_batch``: on PostgreSQL one statement and one
+commit for the whole batch. Under load that is one commit for many messages instead of two
+commits per message; at low load a batch holds one op and costs what a direct write would. An
+end is committed before the worker thread returns, so Dramatiq still acks only after the outcome
+is durable.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 
 from django.db import close_old_connections
@@ -23,6 +25,15 @@ from .recording import Op, apply_batch
 logger = logging.getLogger("fusion_jobs.writer")
 
 MAX_BATCH = 256
+#: Seconds between two connection checks (``close_old_connections``: CONN_MAX_AGE, and with
+#: CONN_HEALTH_CHECKS a ``SELECT 1`` round trip) while batches succeed; after a failed batch the
+#: next one always checks, and each op retried alone checks first.
+CONNECTION_CHECK_INTERVAL = 1.0
+#: Under load (the previous batch held several ops and ended less than BUSY_WINDOW ago), wait up
+#: to LINGER seconds for the other threads' transitions before writing, so one statement and one
+#: commit serve more of them. Never at low load: a lone op is written at once.
+LINGER = 0.001
+BUSY_WINDOW = 0.005
 
 
 @dataclass
@@ -38,6 +49,7 @@ class BatchWriter:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._submitters: set[int] = set()
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
@@ -45,6 +57,7 @@ class BatchWriter:
         with self._lock:
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
                 self._queue = queue.SimpleQueue()
+                self._submitters = set()
                 self._pid = os.getpid()
                 self._thread = threading.Thread(target=self._loop, name="fusion-jobs-writer", daemon=True)
                 self._thread.start()
@@ -52,6 +65,7 @@ class BatchWriter:
     def apply(self, op: Op) -> Op:
         """Apply ``op`` in the next batch and wait for it; raises what the batch raised."""
         self._ensure_thread()
+        self._submitters.add(threading.get_ident())
         pending = _Pending(op)
         self._queue.put(pending)
         pending.done.wait()
@@ -59,18 +73,38 @@ class BatchWriter:
             raise pending.error
         return op
 
-    def _loop(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            while len(batch) < MAX_BATCH:
+    def _collect(self, last_batch_end: float, last_batch_size: int) -> list[_Pending]:
+        batch = [self._queue.get()]
+        while len(batch) < MAX_BATCH:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        if last_batch_size > 1 and time.monotonic() - last_batch_end < BUSY_WINDOW:
+            # Each submitting thread has at most one op pending: stop waiting once all have one.
+            deadline = time.monotonic() + LINGER
+            while len(batch) < min(MAX_BATCH, len(self._submitters)):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._queue.get(timeout=remaining))
                 except queue.Empty:
                     break
+        return batch
+
+    def _loop(self) -> None:
+        checked = 0.0
+        last_batch_end, last_batch_size = 0.0, 0
+        while True:
+            batch = self._collect(last_batch_end, last_batch_size)
             try:
-                close_old_connections()
+                if time.monotonic() - checked >= CONNECTION_CHECK_INTERVAL:
+                    close_old_connections()
+                    checked = time.monotonic()
                 apply_batch([p.op for p in batch])
             except BaseException as exc:
+                checked = 0.0
                 # Keep the batch's errors apart: one bad op must not fail the others.
                 logger.warning("batch of %d transitions failed (%s); applying one by one", len(batch), exc)
                 for pending in batch:
@@ -80,6 +114,7 @@ class BatchWriter:
                     except BaseException as single:
                         pending.error = single
             finally:
+                last_batch_end, last_batch_size = time.monotonic(), len(batch)
                 for pending in batch:
                     pending.done.set()
 

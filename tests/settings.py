@@ -32,3 +32,4 @@ FUSION_JOBS_RETRY_MIN_BACKOFF = 0.2
 FUSION_JOBS_RETRY_MAX_BACKOFF = 1.0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MEDIA_ROOT = os.environ.get("FUSION_JOBS_TEST_MEDIA", "/tmp/fusion-jobs-test-media")
+DOCUMENTS_EMBEDDER = "hashing"  # fast and deterministic; one test opts into WordLlama

@@ -42,7 +42,9 @@ def test_outbox_keeps_the_run_and_the_relay_publishes_it(settings, worker):
         assert relay_once(min_age=0) == 1
     finally:
         reset_broker()
-    run = wait_for(lambda: JobRun.objects.filter(pk=handle.run_id, status="succeeded").first(), what="relayed run")
+    run = wait_for(
+        lambda: JobRun.objects.filter(pk=handle.run_id, status="succeeded").first(), what="relayed run"
+    )
     assert run.published_at is not None and run.attempts == 1
     assert Marker.objects.filter(label="outboxed").count() == 1
     assert relay_once(min_age=0) == 0  # nothing left

@@ -5,3 +5,6 @@ class DocumentsConfig(AppConfig):
     name = "example.documents"
     label = "documents"
     verbose_name = "Documents"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401  (connects the receivers)

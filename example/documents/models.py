@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.urls import reverse
 
 
 class DocumentStatus(models.TextChoices):
@@ -26,7 +27,11 @@ class Document(models.Model):
     error = models.TextField(blank=True, default="")
     page_count = models.PositiveIntegerField(null=True, blank=True)
     chunk_count = models.PositiveIntegerField(null=True, blank=True)
-    timings = models.JSONField(default=dict, blank=True, help_text="Seconds per stage: extract, chunk, embed.")
+    timings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Seconds per stage (load, extract, chunk, embed, store) and in total.",
+    )
     embedder_name = models.CharField(max_length=50, blank=True, default="")
     embedder_version = models.CharField(max_length=50, blank=True, default="")
     last_run_id = models.UUIDField(null=True, blank=True, help_text="The JobRun that processed it last.")
@@ -40,6 +45,14 @@ class Document(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("documents:detail", args=[self.pk])
+
+    @property
+    def in_progress(self) -> bool:
+        """Pending or processing: the pages keep polling its status."""
+        return self.status in (DocumentStatus.PENDING, DocumentStatus.PROCESSING)
 
 
 class Chunk(models.Model):
@@ -58,4 +71,11 @@ class Chunk(models.Model):
         indexes = [models.Index(fields=["embedder_name", "embedder_version"], name="chunk_embedder")]
 
     def __str__(self) -> str:
-        return f"{self.document_id}#{self.index} (p. {self.page_start}-{self.page_end})"
+        return f"{self.document_id}#{self.index} ({self.page_label})"
+
+    @property
+    def page_label(self) -> str:
+        """How a citation reads: "p. 12", or "pp. 12-13" (with an en dash) for a chunk across pages."""
+        if self.page_start == self.page_end:
+            return f"p. {self.page_start}"
+        return f"pp. {self.page_start}\u2013{self.page_end}"

@@ -66,10 +66,13 @@ def _middleware() -> list[Any]:
     from ..middleware.hard_limit import HardTimeLimit
     from ..middleware.lifecycle import RunLifecycle
     from ..middleware.relay import OutboxRelay
+    from ..middleware.single_flight import SingleFlight
 
     # Order matters: Dramatiq runs ``after_*`` hooks in reverse, so DbConnections closes stale
     # connections first and last, and RunLifecycle writes the outcome before the ack.
-    return [DbConnections(), TimeLimit(), HardTimeLimit(), RunLifecycle(), OutboxRelay()]
+    # SingleFlight comes before RunLifecycle: a run it skips never goes ``running``, and its
+    # lock is released only after the outcome is written.
+    return [DbConnections(), TimeLimit(), HardTimeLimit(), SingleFlight(), RunLifecycle(), OutboxRelay()]
 
 
 def get_broker() -> RabbitmqBroker:

@@ -26,7 +26,22 @@ class InlineOutcome:
 def run_inline(task: Task, run_id: str, kwargs: dict[str, Any]) -> InlineOutcome:
     """Run one attempt here. The task's exception is logged and recorded, not raised, unless
     ``FUSION_JOBS_INLINE_RAISE`` is on: the caller of ``enqueue()`` sees what it would with a worker.
+
+    Single-flight and stale cron ticks are checked first, as on a worker (``scheduler.overlap``).
     """
+    from ..scheduler.overlap import admit
+
+    admission = admit(task, run_id, kwargs)
+    if admission.skip_reason:
+        logger.info("inline run %s of %s skipped: %s", run_id, task.name, admission.skip_reason)
+        return InlineOutcome(RunStatus.SKIPPED, error=admission.skip_reason)
+    try:
+        return _run_attempt(task, run_id, kwargs)
+    finally:
+        admission.release()
+
+
+def _run_attempt(task: Task, run_id: str, kwargs: dict[str, Any]) -> InlineOutcome:
     started = start_attempt(run_id, task_name=task.name, mode=RunMode.INLINE, kwargs=kwargs)
     if isinstance(started, Skip):
         logger.info("inline run %s of %s skipped: %s", run_id, task.name, started.reason)

@@ -1,19 +1,33 @@
-"""``ensure_cron``: declare a schedule in code, idempotently (the seed's ``ensureCron``)."""
+"""``ensure_cron``: declare a schedule in code, idempotently (the seed's ``ensureCron``).
+
+Crons are declared from code, one place per app: a function listed in
+``FUSION_JOBS_CRON_REGISTRARS``, or ``register_crons()`` in an app's ``crons`` module. ``runcrons``
+calls them all at start-up (:func:`load_declarations`), then marks every schedule no longer
+declared as orphaned (:func:`mark_orphans`): it stops firing and stays visible, never deleted.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import CronError
+from ..exceptions import CronError, PayloadError
 from ..registry import Task, get_task
 from ..utils import json_roundtrip
 
 if TYPE_CHECKING:
     from ..models import CronSchedule
+    from .triggers import CrontabTrigger
+
+logger = logging.getLogger("fusion_jobs.crons")
 
 MISFIRE_POLICIES = ("latest", "all", "skip")
+INPUT_MAX_BYTES = 256 * 1024
 
 _declared: set[str] = set()
 _declared_lock = threading.Lock()
@@ -25,30 +39,19 @@ def declared_names() -> set[str]:
         return set(_declared)
 
 
-def cron_trigger(expr: str, tz: str) -> Any:
-    """An APScheduler CronTrigger for a five-field crontab expression in ``tz``; CronError if bad."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+def cron_trigger(expr: str, tz: str) -> CrontabTrigger:
+    """The trigger for a five-field crontab expression in ``tz``; CronError if either is bad.
 
-    from apscheduler.triggers.cron import CronTrigger
+    Imported here, not at module level: ``import fusion_jobs`` stays free of APScheduler.
+    """
+    from .triggers import CrontabTrigger
 
-    try:
-        zone = ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise CronError(
-            f"unknown timezone {tz!r} (use an IANA name such as 'UTC' or 'Europe/Berlin')"
-        ) from None
-    if not isinstance(expr, str) or len(expr.split()) != 5:
-        raise CronError(f"bad cron expression {expr!r}: expected five fields 'minute hour day month weekday'")
-    try:
-        return CronTrigger.from_crontab(expr, timezone=zone)
-    except ValueError as exc:
-        raise CronError(f"bad cron expression {expr!r}: {exc}") from None
+    return CrontabTrigger(expr, tz)
 
 
 def next_fire_after(expr: str, tz: str, after: datetime) -> datetime | None:
-    trigger = cron_trigger(expr, tz)
-    fire: datetime | None = trigger.get_next_fire_time(None, after)
-    return fire
+    """The first tick at or after ``after`` (UTC)."""
+    return cron_trigger(expr, tz).next_at_or_after(after)
 
 
 def ensure_cron(
@@ -65,7 +68,9 @@ def ensure_cron(
     """Create or update the schedule ``name``; the same arguments again change nothing.
 
     The next fire time is kept when nothing that decides it changed, so a restart neither
-    resets nor skips the schedule. A paused schedule stays paused. Bad arguments raise here.
+    resets nor skips the schedule (missed ticks then follow ``misfire``). A paused schedule stays
+    paused. A bad expression or timezone, an unknown task, input that is not a JSON object or
+    does not fit the task's arguments: each raises here, at the declaration, not at 3 a.m.
     """
     from django.db import transaction
     from django.utils import timezone as dj_timezone
@@ -79,14 +84,31 @@ def ensure_cron(
         raise CronError(
             f"cron {name!r}: misfire must be one of {', '.join(MISFIRE_POLICIES)}, got {misfire!r}"
         )
-    if max_lateness is not None and (not isinstance(max_lateness, int | float) or max_lateness <= 0):
+    if max_lateness is not None and (
+        isinstance(max_lateness, bool) or not isinstance(max_lateness, int | float) or max_lateness <= 0
+    ):
         raise CronError(f"cron {name!r}: max_lateness must be a positive number of seconds")
-    cron_trigger(expr, timezone)
-    payload, _ = json_roundtrip(dict(input or {}), task_name=f"cron {name!r}", max_bytes=256 * 1024)
+    from .triggers import normalise_expression
+
+    expression = normalise_expression(expr)
+    trigger = cron_trigger(expression, timezone)
+    now = dj_timezone.now()
+    first = trigger.next_at_or_after(now)
+    if first is None:
+        raise CronError(f"cron {name!r}: expression {expr!r} never fires")
+    if input is not None and not isinstance(input, dict):
+        raise PayloadError(
+            f"cron {name!r}: input must be a dict of keyword arguments, got {type(input).__name__}"
+        )
+    payload, _ = json_roundtrip(dict(input or {}), task_name=f"cron {name!r}", max_bytes=INPUT_MAX_BYTES)
+    try:
+        task_obj.check_arguments(payload)
+    except TypeError as exc:
+        raise CronError(f"cron {name!r}: input does not fit task {task_obj.name!r}: {exc}") from None
 
     wanted = {
         "task_name": task_obj.name,
-        "expression": expr,
+        "expression": expression,
         "timezone": timezone,
         "input": payload,
         "misfire": misfire,
@@ -96,23 +118,98 @@ def ensure_cron(
     }
     with _declared_lock:
         _declared.add(name)
-    now = dj_timezone.now()
     with transaction.atomic():
         schedule = CronSchedule.objects.select_for_update().filter(name=name).first()
         if schedule is None:
             schedule, created = CronSchedule.objects.get_or_create(
-                name=name, defaults={**wanted, "next_fire_at": next_fire_after(expr, timezone, now)}
+                name=name, defaults={**wanted, "next_fire_at": first}
             )
             if created:
                 return schedule
         changed = {key: value for key, value in wanted.items() if getattr(schedule, key) != value}
         if not changed:
             return schedule
+        # A new expression or timezone, or a schedule coming back (re-enabled, declared again):
+        # start from the next tick, instead of treating the time it was off as missed ticks.
+        restart = bool({"expression", "timezone"} & set(changed)) or schedule.next_fire_at is None
+        restart = restart or changed.get("enabled") is True or ("orphaned" in changed)
         for key, value in changed.items():
             setattr(schedule, key, value)
         fields = list(changed)
-        if {"expression", "timezone"} & set(changed) or schedule.next_fire_at is None:
-            schedule.next_fire_at = next_fire_after(expr, timezone, now)
+        if restart:
+            schedule.next_fire_at = first
             fields.append("next_fire_at")
         schedule.save(update_fields=[*fields, "updated_at"])
+    logger.info("cron %s updated: %s", name, ", ".join(sorted(changed)))
     return schedule
+
+
+# --- Declarations at start-up -----------------------------------------------------------------
+
+
+@dataclass
+class Declarations:
+    """What :func:`load_declarations` ran, and what failed (a failure blocks orphan marking)."""
+
+    sources: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _registrars() -> list[tuple[str, Callable[[], Callable[[], Any] | None]]]:
+    from django.apps import apps
+    from django.utils.module_loading import import_string, module_has_submodule
+
+    from ..conf import jobs_settings
+
+    found: list[tuple[str, Callable[[], Callable[[], Any] | None]]] = []
+    for path in jobs_settings.CRON_REGISTRARS or ():
+        found.append((str(path), partial(import_string, str(path))))
+    if jobs_settings.CRON_AUTODISCOVER:
+        for config in apps.get_app_configs():
+            if config.module is not None and module_has_submodule(config.module, "crons"):
+                module_path = f"{config.name}.crons"
+                found.append((f"{module_path}.register_crons", partial(_register_crons_of, module_path)))
+    return found
+
+
+def _register_crons_of(module_path: str) -> Callable[[], Any] | None:
+    from importlib import import_module
+
+    function = getattr(import_module(module_path), "register_crons", None)
+    return function if callable(function) else None
+
+
+def load_declarations() -> Declarations:
+    """Call every registrar once: ``FUSION_JOBS_CRON_REGISTRARS``, then each app's ``crons.register_crons``.
+
+    A function reached both ways (listed, and aliased as ``register_crons``) runs once. A
+    registrar that fails is reported, not raised, so the other apps' crons still run.
+    """
+    result = Declarations()
+    seen: set[int] = set()
+    for source, resolve in _registrars():
+        try:
+            function = resolve()
+            if function is None or id(function) in seen:
+                continue
+            seen.add(id(function))
+            function()
+            result.sources.append(source)
+        except Exception as exc:
+            logger.exception("cron registrar %s failed", source)
+            result.errors.append(f"{source}: {type(exc).__name__}: {exc}")
+    return result
+
+
+def mark_orphans(declared: set[str]) -> list[str]:
+    """Mark schedules that are not in ``declared`` as orphaned (they stop firing); return their names."""
+    from django.utils import timezone as dj_timezone
+
+    from ..models import CronSchedule
+
+    stale = CronSchedule.objects.filter(orphaned=False).exclude(name__in=declared)
+    names = sorted(stale.values_list("name", flat=True))
+    if names:
+        CronSchedule.objects.filter(name__in=names).update(orphaned=True, updated_at=dj_timezone.now())
+        logger.warning("cron schedule(s) no longer declared in code, marked orphaned: %s", ", ".join(names))
+    return names

@@ -44,11 +44,15 @@ def test_malformed_and_unknown_messages_are_dead_lettered(worker, broker_setting
         ]
         for body in bodies:
             channel.basic_publish("", "default", body, pika.BasicProperties(delivery_mode=2))
-        wait_for(lambda: dead_letters(channel) - before >= len(bodies), what="all five in the dead-letter queue")
+        wait_for(
+            lambda: dead_letters(channel) - before >= len(bodies), what="all five in the dead-letter queue"
+        )
     finally:
         connection.close()
 
-    errors = sorted(JobRun.objects.filter(error__startswith="MalformedMessage").values_list("error", flat=True))
+    errors = sorted(
+        JobRun.objects.filter(error__startswith="MalformedMessage").values_list("error", flat=True)
+    )
     assert len(errors) == 5
     assert any("not UTF-8" in e for e in errors)
     assert any("not JSON" in e for e in errors)
@@ -59,4 +63,6 @@ def test_malformed_and_unknown_messages_are_dead_lettered(worker, broker_setting
 
     # The worker keeps consuming.
     handle = fusion_jobs.enqueue("t-record", label="after-poison")
-    wait_for(lambda: JobRun.objects.filter(pk=handle.run_id, status="succeeded").exists(), what="a normal run")
+    wait_for(
+        lambda: JobRun.objects.filter(pk=handle.run_id, status="succeeded").exists(), what="a normal run"
+    )

@@ -102,3 +102,34 @@ def soak(label: str, fail_rate: float = 0.1, max_ms: int = 30) -> str:
         raise RuntimeError("random soak failure")
     Marker.objects.create(label=label)
     return label
+
+
+# --- Crons and single-flight (tests/scheduler) ---------------------------------------------------
+
+
+@fusion_jobs.task(name="t-cron-record", execution_timeout="30s", max_retries=0)
+def cron_record(label: str) -> dict[str, object]:
+    """What every test cron runs: one Marker per execution, naming the run (and so its tick)."""
+    run_id = fusion_jobs.current_run_id()
+    Marker.objects.create(label=label, value={"run": run_id, "pid": os.getpid()})
+    return {"run": run_id}
+
+
+@fusion_jobs.task(name="t-cron-single-flight", execution_timeout="60s", max_retries=0, single_flight=True)
+def cron_single_flight(label: str, seconds: float = 0.0) -> str:
+    Marker.objects.create(label=f"{label}:start", value={"run": fusion_jobs.current_run_id()})
+    time.sleep(seconds)
+    Marker.objects.create(label=f"{label}:end", value={"run": fusion_jobs.current_run_id()})
+    return "done"
+
+
+@fusion_jobs.task(
+    name="t-cron-keyed",
+    execution_timeout="60s",
+    max_retries=0,
+    single_flight=lambda account, **_: f"account-{account}",
+)
+def cron_keyed(account: int, label: str, seconds: float = 0.0) -> str:
+    Marker.objects.create(label=f"{label}:start", value={"account": account})
+    time.sleep(seconds)
+    return "done"

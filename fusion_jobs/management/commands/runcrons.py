@@ -2,15 +2,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from fusion_jobs.scheduler.runner import run_crons
 
 
 class Command(BaseCommand):
-    help = "Fire the registered crons by enqueueing their tasks (exits 0 when jobs are disabled)."
+    help = (
+        "Fire the declared crons by queueing their tasks: several may run, a tick fires once "
+        "(exits 0 when jobs are disabled)."
+    )
+    requires_system_checks = ["fusion_jobs"]
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--once", action="store_true", help="fire what is due now, publish what is pending, and exit"
+        )
+        parser.add_argument(
+            "--poll-interval",
+            type=float,
+            help="seconds between two looks at the schedules (FUSION_JOBS_CRON_POLL_INTERVAL)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        code = run_crons(stdout=self.stdout)
+        code = run_crons(stdout=self.stdout, once=options["once"], poll_interval=options["poll_interval"])
         if code:
             raise SystemExit(code)

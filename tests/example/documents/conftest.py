@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import random
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from fpdf import FPDF
@@ -179,3 +181,48 @@ def docx_bytes() -> bytes:
         archive.writestr("[Content_Types].xml", "<Types/>")
         archive.writestr("word/document.xml", "<w:document><w:body>Hello</w:body></w:document>")
     return buffer.getvalue()
+
+
+# --- Django-side fixtures for the job, the pages and the seam --------------------------------------------
+
+
+@pytest.fixture
+def media(settings: Any, tmp_path: Path) -> Path:
+    """Uploads go to a per-test folder (broker tests keep the shared MEDIA_ROOT the worker reads)."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    return Path(settings.MEDIA_ROOT)
+
+
+@pytest.fixture
+def hashing(settings: Any) -> None:
+    settings.DOCUMENTS_EMBEDDER = "hashing"
+
+
+@pytest.fixture(autouse=True)
+def fresh_search_cache() -> Iterator[None]:
+    from example.documents import search
+
+    search.invalidate()
+    yield
+    search.invalidate()
+
+
+@pytest.fixture
+def make_document() -> Callable[..., Any]:
+    """Save ``data`` as an uploaded file and return its pending Document (no processing started)."""
+    from django.core.files.base import ContentFile
+
+    from example.documents.models import Document
+
+    def make(data: bytes, name: str = "report.pdf", content_type: str = "", title: str = "") -> Document:
+        document = Document(
+            title=title or Path(name).stem,
+            original_name=name,
+            content_type=content_type,
+            size=len(data),
+        )
+        document.file.save(name, ContentFile(data), save=False)
+        document.save()
+        return document
+
+    return make

@@ -16,6 +16,7 @@ from example.documents.extract import (
     NoTextError,
     UnsupportedType,
     extract,
+    probe_pdf,
     sniff,
     split_pseudo_pages,
 )
@@ -204,3 +205,18 @@ def test_concurrent_extractions_from_threads_are_serialised(text_pdf: bytes, lon
         thread.join()
 
     assert results == {name: [pages] * 3 for name, pages in expected.items()}
+
+
+def test_probe_pdf_counts_pages_and_refuses_locked_or_damaged_files(
+    text_pdf: bytes, pdf_factory: Callable[..., bytes], tmp_path: Path
+) -> None:
+    path = tmp_path / "upload.pdf"
+    path.write_bytes(text_pdf)
+
+    assert probe_pdf(text_pdf) == 12
+    assert probe_pdf(str(path)) == 12
+    assert probe_pdf(pdf_factory(["readable"], owner_only=True)) == 1
+    with pytest.raises(EncryptedPdf, match="encrypted PDF"):
+        probe_pdf(pdf_factory(["secret"], user_password="pw"))
+    with pytest.raises(CorruptPdf):
+        probe_pdf(b"%PDF-1.7\n" + b"garbage" * 50)

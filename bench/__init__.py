@@ -1,0 +1,1 @@
+"""Benchmarks and load scripts (not part of the fusion_jobs package); ``bench.settings`` is their Django config."""

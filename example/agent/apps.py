@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class AgentConfig(AppConfig):
+    name = "example.agent"
+    label = "agent"
+    verbose_name = "Proactive agent"

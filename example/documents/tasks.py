@@ -1,0 +1,32 @@
+"""The ``process-chat-document`` task: the seed's ``processChatDocumentJob``, on fusion-jobs.
+
+Autodiscovered by fusion-jobs (``<app>.tasks``), so both the web process (inline runs) and
+``manage.py rundramatiq`` know it. The 600 s cap covers extracting and embedding a 1000+ page PDF
+(about 3 s with the default embedder, about 190 s with MiniLM). The body never raises because of the
+document: the outcome, failures included, is recorded on the Document and returned as the run's result
+(see :mod:`example.documents.processing`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fusion_jobs
+
+from .processing import process_document
+
+TASK_NAME = "process-chat-document"
+
+
+@fusion_jobs.task(
+    name=TASK_NAME,
+    execution_timeout="600s",
+    # Retries only ever see what escapes process_document: a database outage while recording, or a
+    # lost worker. A timed-out document would time out again, so that is not retried.
+    max_retries=2,
+    retry_on_timeout=False,
+    description="Extract, chunk and embed an uploaded document so it can be searched.",
+)
+def process_chat_document(document_id: int) -> dict[str, Any]:
+    """Process one uploaded document; returns its outcome (``status`` "ready" or "failed", ...)."""
+    return process_document(document_id)

@@ -1,0 +1,150 @@
+"""Pages of the documents demo: list + upload, a document, its live status, search, reprocess.
+
+No login is required (it is a demo): anonymous uploads have no owner. Everything that starts processing
+does so through :func:`~example.documents.jobs.kick_processing` *after* the transaction that wrote
+the document has committed, so a worker can always read what it is handed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.contrib import messages
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from fusion_jobs import get_jobs_status
+from fusion_jobs.models import JobRun
+
+from . import retrieval
+from . import status as doc_status
+from .forms import UploadForm
+from .jobs import INLINE, QUEUED, kick_processing, mark_pending
+from .models import Chunk, Document, DocumentStatus
+
+logger = logging.getLogger(__name__)
+
+LIST_LIMIT = 100
+PREVIEW_CHUNKS = 5
+
+
+def _jobs_mode() -> dict[str, object]:
+    """What happens to an upload, in the words the pages use."""
+    jobs = get_jobs_status()
+    return {
+        "enabled": jobs["enabled"],
+        "label": QUEUED if jobs["enabled"] else INLINE,
+        "reason": jobs["reason"],
+    }
+
+
+def _kick_after_commit(request: HttpRequest, document: Document, done: str) -> None:
+    """Start processing once the current transaction commits, then tell the user how it went."""
+
+    def kick() -> None:
+        try:
+            mode = kick_processing(document.pk)
+        except Exception:
+            logger.exception("document %s: could not start processing", document.pk)
+            messages.error(
+                request, f"“{document.title}” was saved, but processing could not start: try Reprocess."
+            )
+            return
+        messages.success(request, f"“{document.title}” {done}: {mode}.")
+
+    transaction.on_commit(kick)
+
+
+@require_http_methods(["GET", "POST"])
+def document_list(request: HttpRequest) -> HttpResponse:
+    form = UploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            document = form.save(owner=request.user)
+            _kick_after_commit(request, document, "uploaded")
+        return redirect(document)
+    documents = list(Document.objects.select_related("owner").order_by("-created_at")[:LIST_LIMIT])
+    runs = doc_status.runs_for(documents)
+    rows = [_row(doc, runs.get(str(doc.last_run_id))) for doc in documents]
+    return render(
+        request,
+        "documents/list.html",
+        {
+            "form": form,
+            "rows": rows,
+            "jobs_mode": _jobs_mode(),
+            "total": Document.objects.count(),
+            "limit": LIST_LIMIT,
+        },
+    )
+
+
+def _row(document: Document, run: JobRun | None) -> dict[str, object]:
+    return {
+        "doc": document,
+        "active": doc_status.is_active(document, run),
+        "progress": doc_status.progress(document, run),
+        "stalled": doc_status.stalled(document, run),
+    }
+
+
+@require_GET
+def document_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    document = get_object_or_404(Document.objects.select_related("owner"), pk=pk)
+    run = doc_status.run_of(document)
+    preview = Chunk.objects.filter(document=document).only(
+        "index", "page_start", "page_end", "text", "document_id"
+    )[:PREVIEW_CHUNKS]
+    return render(
+        request,
+        "documents/detail.html",
+        {
+            "doc": document,
+            "run": run,
+            "active": doc_status.is_active(document, run),
+            "progress": doc_status.progress(document, run),
+            "stalled": doc_status.stalled(document, run),
+            "stages": doc_status.stage_rows(document),
+            "total_seconds": (document.timings or {}).get("total"),
+            "preview": preview,
+            "jobs_mode": _jobs_mode(),
+        },
+    )
+
+
+@require_GET
+def document_status(request: HttpRequest, pk: int) -> JsonResponse:
+    document = get_object_or_404(Document, pk=pk)
+    response = JsonResponse(doc_status.payload(document, doc_status.run_of(document)))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+def reprocess(request: HttpRequest, pk: int) -> HttpResponse:
+    """Process the document again (e.g. after changing the embedder); refused while a run is on it."""
+    with transaction.atomic():
+        document = get_object_or_404(Document.objects.select_for_update(), pk=pk)
+        if doc_status.is_active(document, doc_status.run_of(document)):
+            messages.info(request, f"“{document.title}” is already being processed.")
+            return redirect(document)
+        mark_pending(document)
+        _kick_after_commit(request, document, "is being reprocessed")
+    return redirect(document)
+
+
+@require_GET
+def search(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()[: retrieval.MAX_QUERY_CHARS]
+    results = retrieval.search_chunks(query) if query else None
+    return render(
+        request,
+        "documents/search.html",
+        {
+            "query": query,
+            "results": results,
+            "ready_count": Document.objects.filter(status=DocumentStatus.READY).count(),
+        },
+    )

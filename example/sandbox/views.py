@@ -1,0 +1,174 @@
+"""The jobs sandbox (the seed's ``/sandbox/jobs``): a live status badge, the enqueue seam, a demo job to
+run and watch, recent runs, the agent's schedules and the mailer's mode.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+import fusion_jobs
+from example.agent import conf as agent_conf
+from example.agent.crons import AGENT_CRONS
+from example.agent.models import MessageStatus, OutboundMessage
+from fusion_jobs.models import CronSchedule, JobRun
+
+#: The demo jobs the button may start, with the arguments it passes (example/core/tasks.py).
+DEMO_JOBS: dict[str, dict[str, Any]] = {
+    "demo-count": {"to": 10, "delay": 0.1},
+    "demo-hello": {"name": "sandbox"},
+}
+
+# The seed's kickProcessing, in Python. Shown as text: the template escapes it like any other data.
+SEAM_SNIPPET = '''import fusion_jobs
+
+
+def kick_processing(document_id: int) -> fusion_jobs.RunHandle:
+    """Kick off processing: a worker job when a broker is configured, else inline right here."""
+    # enqueue() is the seam, so callers need no branch of their own. With FUSION_JOBS_BROKER_URL
+    # set it publishes once the transaction commits, and runs the task inline if the broker
+    # hiccups; without it, it runs the task in this process. A JobRun row records it either way.
+    handle = fusion_jobs.enqueue("process-chat-document", document_id=document_id)
+    # handle.mode is "queued" (a worker will run it) or "inline" (it already ran, here)
+    return handle'''
+
+
+def _status() -> dict[str, Any]:
+    """The badge's data: jobs mode with the broker password masked, and the mailer mode."""
+    status = fusion_jobs.get_jobs_status()
+    mailer = agent_conf.mailer_status()
+    return {
+        "enabled": bool(status["enabled"]),
+        "mode": status["mode"],
+        "broker": status["broker"],
+        "reason": status["reason"],
+        "mailer": mailer["mode"],
+        "checked_at": timezone.now().isoformat(),
+    }
+
+
+@dataclass
+class ScheduleRow:
+    name: str
+    expression: str
+    task: str
+    description: str
+    schedule: CronSchedule | None
+    would_fire_at: datetime | None
+    overdue: bool = False
+
+
+def _overdue(schedule: CronSchedule | None, now: datetime) -> bool:
+    """Registered but not fired on time: ``runcrons`` is not running, or is behind."""
+    if schedule is None or schedule.next_fire_at is None:
+        return False
+    return schedule.next_fire_at < now - timedelta(seconds=30)
+
+
+def _schedules() -> tuple[list[ScheduleRow], bool]:
+    """The six declared crons, each with its CronSchedule row once ``runcrons`` has registered it."""
+    from fusion_jobs.scheduler.declare import next_fire_after
+
+    rows = {s.name: s for s in CronSchedule.objects.filter(name__in=[c.name for c in AGENT_CRONS])}
+    now = timezone.now()
+    out = [
+        ScheduleRow(
+            name=cron.name,
+            expression=cron.expression,
+            task=cron.task,
+            description=cron.description,
+            schedule=rows.get(cron.name),
+            would_fire_at=None if cron.name in rows else next_fire_after(cron.expression, "UTC", now),
+            overdue=_overdue(rows.get(cron.name), now),
+        )
+        for cron in AGENT_CRONS
+    ]
+    return out, bool(rows)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _run_status(run: JobRun) -> dict[str, Any]:
+    data = run.as_status()
+    data["terminal"] = run.is_terminal
+    data["started_at"] = run.started_at.isoformat() if run.started_at else None
+    # Demo results are harmless to show; other tasks' results stay in the admin.
+    data["result"] = run.result if run.task_name in DEMO_JOBS and run.is_terminal else None
+    data["status_display"] = run.get_status_display()
+    return data
+
+
+@require_GET
+def jobs_page(request: HttpRequest) -> HttpResponse:
+    schedules, registered = _schedules()
+    message_counts = dict(
+        OutboundMessage.objects.order_by()
+        .values_list("status")
+        .annotate(n=Count("pk"))
+        .values_list("status", "n")
+    )
+    watched: JobRun | None = None
+    run_param = request.GET.get("run", "")
+    if run_param:
+        try:
+            watched = JobRun.objects.filter(pk=uuid.UUID(run_param)).first()
+        except ValueError:
+            watched = None
+    context = {
+        "status": _status(),
+        "seam_snippet": SEAM_SNIPPET,
+        "demo_jobs": list(DEMO_JOBS),
+        "watched": watched,
+        "recent_runs": JobRun.objects.only(
+            "id", "task_name", "status", "mode", "enqueued_at", "started_at", "finished_at"
+        )[:10],
+        "schedules": schedules,
+        "schedules_registered": registered,
+        "mailer": agent_conf.mailer_status(),
+        "message_counts": [(label, message_counts.get(value, 0)) for value, label in MessageStatus.choices],
+    }
+    return render(request, "sandbox/jobs.html", context)
+
+
+@never_cache
+@require_GET
+def status_json(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(_status())
+
+
+@require_POST
+def enqueue_demo(request: HttpRequest) -> HttpResponse:
+    """Start a demo job; JSON for the page's script, a redirect back to the page without JavaScript."""
+    task_name = request.POST.get("task", "demo-count")
+    if task_name not in DEMO_JOBS:
+        return HttpResponseBadRequest("unknown demo job")
+    handle = fusion_jobs.enqueue(task_name, **DEMO_JOBS[task_name])
+    if _wants_json(request):
+        run = JobRun.objects.get(pk=handle.run_id)
+        return JsonResponse(
+            {
+                "mode": handle.mode,
+                "run": _run_status(run),
+                "status_url": reverse("sandbox:run", args=[handle.run_id]),
+            },
+            status=201,
+        )
+    return redirect(f"{reverse('sandbox:jobs')}?run={handle.run_id}#demo")
+
+
+@never_cache
+@require_GET
+def run_json(request: HttpRequest, run_id: uuid.UUID) -> JsonResponse:
+    return JsonResponse(_run_status(get_object_or_404(JobRun, pk=run_id)))
