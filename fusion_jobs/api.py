@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from .conf import jobs_settings
@@ -212,9 +212,12 @@ def _publish_batch(task_obj: Task, handles: list[RunHandle], payloads: list[dict
             # A batch is never run inline: what did not reach the broker stays for the relay.
             logger.warning("%s; %d run(s) kept for the outbox relay", exc, len(handles) - start)
             return
-        JobRun.objects.using(db_alias()).filter(pk__in=[h.run_id for h, _ in part]).update(
-            published_at=timezone.now()
-        )
+        try:
+            JobRun.objects.using(db_alias()).filter(pk__in=[h.run_id for h, _ in part]).update(
+                published_at=timezone.now()
+            )
+        except DatabaseError as exc:  # published already: the workers mark them when they start
+            logger.warning("%d published run(s) could not be marked published: %s", len(part), exc)
 
 
 def _run_here(task_obj: Task, handle: RunHandle, payload: dict[str, Any]) -> None:

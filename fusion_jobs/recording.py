@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F
 from django.db.models.functions import Coalesce
@@ -609,8 +609,19 @@ def mark_published(run_id: str) -> None:
 
     On PostgreSQL, outside a caller's transaction, this commit doesn't wait for the disk: the mark
     is a hint, and losing it in a database crash only makes the relay publish the run again, a
-    duplicate that the worker skips. That saves an fsync on every ``enqueue()``.
+    duplicate that the worker skips. That saves an fsync on every ``enqueue()``. For the same
+    reason a database error here is logged, not raised: the message is already on the broker,
+    and raising would make the caller enqueue the work a second time.
     """
+    try:
+        _mark_published(run_id)
+    except DatabaseError as exc:
+        logger.warning(
+            "run %s was published but could not be marked so (%s); the worker will mark it", run_id, exc
+        )
+
+
+def _mark_published(run_id: str) -> None:
     alias = db_alias()
     connection = connections[alias]
     now = timezone.now()
