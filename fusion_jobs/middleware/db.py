@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, NoReturn
 
 from django.db import close_old_connections, connections
-from dramatiq.middleware import Middleware
+from dramatiq import Broker
+from dramatiq.broker import MessageProxy
+from dramatiq.middleware import Middleware, SkipMessage
+
+logger = logging.getLogger("fusion_jobs.worker")
+
+#: Delay before a message that could not be checked or recorded (database down) is tried again.
+DB_DOWN_REQUEUE_MS = 5_000
+
+
+def requeue_for_db_outage(broker: Broker, message: MessageProxy, exc: BaseException, doing: str) -> NoReturn:
+    """Don't run what can't be checked or recorded, and don't lose it: put it back for later.
+
+    The delayed copy keeps the message id, so the run is the same one; if even that publish
+    fails, the message is dead-lettered rather than acked away.
+    """
+    logger.warning("database unavailable %s run %s; retrying it later: %s", doing, message.message_id, exc)
+    try:
+        broker.enqueue(message.copy(), delay=DB_DOWN_REQUEUE_MS)
+    except Exception:
+        logger.exception("could not requeue run %s; dead-lettering it", message.message_id)
+        message.fail()
+    raise SkipMessage("database unavailable") from None
 
 
 class DbConnections(Middleware):

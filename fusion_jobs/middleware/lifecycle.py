@@ -41,13 +41,12 @@ from ..recording import (
 )
 from ..registry import Task, get_task
 from ..writer import writer
+from .db import requeue_for_db_outage
 
 logger = logging.getLogger("fusion_jobs.worker")
 
 #: How long an outcome write keeps retrying through a database outage before giving up.
 OUTCOME_WRITE_PATIENCE = 60.0
-#: Delay before a message whose start could not be recorded (database down) is tried again.
-DB_DOWN_REQUEUE_MS = 5_000
 
 
 def backoff_seconds(task_obj: Task, retries_done: int) -> float:
@@ -99,16 +98,7 @@ class RunLifecycle(Middleware):
         try:
             writer.apply(op)
         except (DatabaseError, InterfaceError) as exc:
-            # Don't run what can't be recorded, and don't lose it: put it back for later.
-            logger.warning(
-                "database unavailable starting run %s; retrying it later: %s", message.message_id, exc
-            )
-            try:
-                broker.enqueue(message.copy(), delay=DB_DOWN_REQUEUE_MS)
-            except Exception:
-                logger.exception("could not requeue run %s; dead-lettering it", message.message_id)
-                message.fail()
-            raise SkipMessage("database unavailable") from None
+            requeue_for_db_outage(broker, message, exc, "starting")
         started = op.outcome
         if isinstance(started, Skip) or started is None:
             reason = started.reason if started else "not started"

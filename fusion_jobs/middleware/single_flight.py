@@ -21,11 +21,9 @@ from dramatiq.middleware import SkipMessage
 from ..exceptions import UnknownTaskError
 from ..registry import get_task
 from ..scheduler.overlap import Admission, admit
+from .db import requeue_for_db_outage
 
 logger = logging.getLogger("fusion_jobs.worker")
-
-#: Delay before a message whose check could not reach the database is tried again.
-DB_DOWN_REQUEUE_MS = 5_000
 
 
 class SingleFlight(Middleware):
@@ -43,16 +41,8 @@ class SingleFlight(Middleware):
         try:
             admission = admit(task_obj, message.message_id, dict(message.kwargs))
         except (DatabaseError, InterfaceError) as exc:
-            # Running without the check could break single-flight: put it back for later.
-            logger.warning(
-                "database unavailable checking run %s; retrying it later: %s", message.message_id, exc
-            )
-            try:
-                broker.enqueue(message.copy(), delay=DB_DOWN_REQUEUE_MS)
-            except Exception:
-                logger.exception("could not requeue run %s; dead-lettering it", message.message_id)
-                message.fail()
-            raise SkipMessage("database unavailable") from None
+            # Running without the check could break single-flight.
+            requeue_for_db_outage(broker, message, exc, "checking")
         if admission.skip_reason:
             logger.info("skipping %s run %s: %s", task_obj.name, message.message_id, admission.skip_reason)
             raise SkipMessage(admission.skip_reason)
