@@ -237,6 +237,32 @@ def purge(names: tuple[str, ...] = ALL_QUEUES, *, delete: bool = False) -> None:
         connection.close()
 
 
+def ensure_vhost() -> None:
+    """Create the benchmark's RabbitMQ vhost (for guest) when it is missing: a fresh machine has only ``/``."""
+    import pika
+
+    try:
+        amqp().close()
+        return
+    except (pika.exceptions.ProbableAccessDeniedError, pika.exceptions.ConnectionClosedByBroker):
+        pass
+    log(f"creating RabbitMQ vhost {VHOST} (rabbitmqctl add_vhost, permissions for guest)")
+    try:
+        subprocess.run(["rabbitmqctl", "add_vhost", VHOST], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            ["rabbitmqctl", "set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise BenchError(
+            f"RabbitMQ vhost {VHOST!r} is missing and could not be created with rabbitmqctl ({exc}); "
+            f"create it: rabbitmqctl add_vhost {VHOST} && "
+            f"rabbitmqctl set_permissions -p {VHOST} guest '.*' '.*' '.*'"
+        ) from exc
+
+
 def prepare_database() -> None:
     import psycopg
 
@@ -1386,6 +1412,7 @@ def main(argv: list[str] | None = None) -> int:
     logdir = Path(tempfile.mkdtemp(prefix="fj-compare-"))
     reps: list[dict[str, Any]] = []
     try:
+        ensure_vhost()
         prepare_database()
         import django
 

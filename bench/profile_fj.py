@@ -120,6 +120,8 @@ def main() -> int:
         }
     )
     args.out.mkdir(parents=True, exist_ok=True)
+    compare.ensure_vhost()
+    compare.prepare_database()
     import django
 
     django.setup()

@@ -64,6 +64,12 @@ SETTINGS: dict[str, Setting] = {
         float,
         "Seconds past its timeout before a task stuck in a C call has its worker process restarted.",
     ),
+    "PREPARED_STATEMENTS": Setting(
+        True,
+        bool,
+        "PostgreSQL: prepare the run-recording statements once per connection (server-side). Turn "
+        "off behind a transaction-pooling proxy that can't keep prepared statements (PgBouncer < 1.21).",
+    ),
     "PUBLISH_TIMEOUT": Setting(2.0, float, "Seconds a publish may take (connect + confirm) before it fails."),
     "CONSUMER_TIMEOUT": Setting(
         1800.0, float, "RabbitMQ's `consumer_timeout` in seconds, used to warn about long tasks."

@@ -7,12 +7,15 @@ says ``running`` with that attempt's number.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import socket
 import traceback as tb
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -223,13 +226,24 @@ def _run_id(op: Op) -> str:
     return op.run_id if isinstance(op, StartOp) else op.attempt.run_id
 
 
-def _canonical_uuid(value: str) -> uuid.UUID | None:
-    """The run id as a UUID when it is in canonical form (as every message id we publish is)."""
-    try:
-        parsed = uuid.UUID(value)
-    except (TypeError, ValueError, AttributeError):
-        return None
-    return parsed if str(parsed) == value else None
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
+def _canonical_uuid(value: str) -> str | None:
+    """The run id when it is a UUID in canonical form (as every message id we publish is)."""
+    return value if isinstance(value, str) and _CANONICAL_UUID.match(value) else None
+
+
+def _key(value: Any) -> str:
+    """A returned id as the canonical string (PostgreSQL returns it so; SQLite stores 32 hex digits)."""
+    if isinstance(value, str) and len(value) == 36:
+        return value
+    return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
+
+
+def _pg_array(values: list[str]) -> str:
+    """A PostgreSQL array literal of ids (canonical UUIDs: nothing to quote), one text parameter."""
+    return "{" + ",".join(values) + "}"
 
 
 def _supports_fast_path(connection: BaseDatabaseWrapper) -> bool:
@@ -259,37 +273,140 @@ def _prep(connection: BaseDatabaseWrapper, name: str, value: Any) -> Any:
 #: lone statement is that statement, and the commit reads the setting before it is reset. The
 #: UPDATE joins this one-row CTE, so the setting is made before any row is written.
 ASYNC_COMMIT_CTE = "WITH fj_async AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) "
+#: The same for an ``INSERT ... VALUES``, whose ``RETURNING`` runs before the statement's commit.
+ASYNC_COMMIT_RETURNING = " RETURNING set_config('synchronous_commit', 'off', true)"
+
+_statements: dict[tuple[str, str], str] = {}
 
 
-def _start_sql(
-    connection: BaseDatabaseWrapper,
-    starts: list[tuple[uuid.UUID, StartOp]],
-    now: datetime,
-    *,
-    async_commit: bool,
-) -> tuple[str, list[Any]]:
-    q = connection.ops.quote_name
-    c = lambda name: _col(connection, name)  # noqa: E731
-    table = q(JobRun._meta.db_table)
-    sql = (
-        # Identifiers come from the model and are quoted; every value is a parameter.
-        f"{ASYNC_COMMIT_CTE if async_commit else ''}"  # noqa: S608
-        f"UPDATE {table} SET {c('status')} = %s, {c('attempts')} = {table}.{c('attempts')} + 1, "
-        f"{c('started_at')} = %s, {c('heartbeat_at')} = %s, {c('next_attempt_at')} = NULL, {c('worker')} = %s, "
-        f"{c('progress_stage')} = '', {c('progress_done')} = NULL, {c('progress_total')} = NULL, "
-        f"{c('published_at')} = COALESCE({table}.{c('published_at')}, %s) "
-        f"{'FROM fj_async ' if async_commit else ''}"
-        f"WHERE {table}.{c('id')} IN ({', '.join(['%s'] * len(starts))}) AND {table}.{c('status')} IN (%s, %s) "
-        f"RETURNING {table}.{c('id')}, {table}.{c('attempts')}"
+def _statement(
+    connection: BaseDatabaseWrapper, kind: str, build: Callable[[Callable[[str], str], str], str]
+) -> str:
+    """The SQL of one kind of statement for this connection, built once: identifiers from the model.
+
+    On PostgreSQL a statement's text doesn't depend on how many rows it writes (arrays, not one
+    placeholder per row), so it is prepared once per connection (see ``_rows``).
+    """
+    key = (connection.alias, kind)
+    sql = _statements.get(key)
+    if sql is None:
+        sql = build(lambda name: _col(connection, name), connection.ops.quote_name(JobRun._meta.db_table))
+        _statements[key] = sql
+    return sql
+
+
+def _rows(connection: BaseDatabaseWrapper, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Execute one statement; its result rows.
+
+    On PostgreSQL, with ``PREPARED_STATEMENTS`` on, through a psycopg cursor on Django's
+    connection that binds on the server and prepares the statement: Django's own cursors splice
+    the values into the text, so PostgreSQL parses and plans every statement anew (about a third
+    of a one-row UPDATE's time here).
+    """
+    if connection.vendor != "postgresql" or not jobs_settings.PREPARED_STATEMENTS:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall()) if cursor.description else []
+    import psycopg
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_no_broken_transaction()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        # Django turns psycopg's preparing off for its server-binding cursors; its own default
+        # cursors bind on the client and never prepare, so this reaches only ours.
+        raw.prepare_threshold = 5
+    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchall() if cursor.description else []
+
+
+def insert_run(row: JobRun, *, using: str, wait_for_disk: bool = True) -> None:
+    """INSERT a new run row: one statement, without ``Model.save()``'s per-call compilation.
+
+    ``wait_for_disk=False`` (PostgreSQL, outside a transaction): the commit doesn't wait for the
+    WAL flush. Callers use it only where something else makes the row recoverable: a queued
+    run's message is confirmed by the broker before ``enqueue()`` returns and carries everything
+    a worker needs to recreate the row; an inline run is recorded, not redone.
+    """
+    connection = connections[using]
+    fast = (
+        not wait_for_disk
+        and connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+        and connection.get_autocommit()
     )
+    fields = JobRun._meta.concrete_fields
+
+    def build(c: Callable[[str], str], table: str) -> str:
+        return (
+            f"INSERT INTO {table} ({', '.join(c(f.name) for f in fields)}) "  # noqa: S608
+            f"VALUES ({', '.join(['%s'] * len(fields))}){ASYNC_COMMIT_RETURNING if fast else ''}"
+        )
+
+    sql = _statement(connection, f"insert-{fast}", build)
+    _rows(connection, sql, [f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields])
+    row._state.adding = False
+    row._state.db = using
+
+
+def begin_inline_attempt(row: JobRun, now: datetime) -> None:
+    """Give a new inline row the state its first start would: ``running``, attempt 1, this process.
+
+    Written with its INSERT, so an inline run outside a transaction costs one write to start.
+    """
+    row.status = RunStatus.RUNNING
+    row.attempts = 1
+    row.started_at = row.heartbeat_at = row.published_at = now
+    row.worker = worker_id()
+
+
+def _unindexed(table: str, column: str) -> str:
+    """``column`` as an expression no index matches.
+
+    The batch statements are prepared, so they run a generic plan, made without the batch's
+    size; a plan that reached the rows through the status index would walk every queued (or
+    running) run of a backlog. Hiding the status column from the planner leaves it one path,
+    the primary key.
+    """
+    return f"({table}.{column} || '')"
+
+
+def _start_sql(connection: BaseDatabaseWrapper, count: int, *, async_commit: bool) -> str:
+    """``queued``/``retrying`` -> ``running`` for a set of runs (PostgreSQL: an array of ids)."""
+    arrays = connection.vendor == "postgresql" and count > 1
+
+    def build(c: Callable[[str], str], table: str) -> str:
+        ids = "= ANY(CAST(%s AS uuid[]))" if arrays else f"IN ({', '.join(['%s'] * count)})"
+        return (
+            # Identifiers come from the model and are quoted; every value is a parameter.
+            f"{ASYNC_COMMIT_CTE if async_commit else ''}"  # noqa: S608
+            f"UPDATE {table} SET {c('status')} = %s, {c('attempts')} = {table}.{c('attempts')} + 1, "
+            f"{c('started_at')} = %s, {c('heartbeat_at')} = %s, {c('next_attempt_at')} = NULL, "
+            f"{c('worker')} = %s, {c('progress_stage')} = '', {c('progress_done')} = NULL, "
+            f"{c('progress_total')} = NULL, {c('published_at')} = COALESCE({table}.{c('published_at')}, %s) "
+            f"{'FROM fj_async ' if async_commit else ''}"
+            f"WHERE {table}.{c('id')} {ids} AND {_unindexed(table, c('status'))} IN (%s, %s) "
+            f"RETURNING CAST({table}.{c('id')} AS text), {table}.{c('attempts')}"
+        )
+
+    return _statement(connection, f"start-{async_commit}-{'n' if arrays else count}", build)
+
+
+def _start_params(
+    connection: BaseDatabaseWrapper, starts: list[tuple[str, StartOp]], now: datetime
+) -> list[Any]:
     stamp = _prep(connection, "started_at", now)
-    params = [RunStatus.RUNNING.value, stamp, stamp, worker_id(), stamp]
-    params += [_prep(connection, "id", key) for key, _ in starts]
-    params += [RunStatus.QUEUED.value, RunStatus.RETRYING.value]
-    return sql, params
+    params: list[Any] = [RunStatus.RUNNING.value, stamp, stamp, worker_id(), stamp]
+    if connection.vendor == "postgresql" and len(starts) > 1:
+        params.append(_pg_array([key for key, _ in starts]))
+    else:
+        params += [_prep(connection, "id", key) for key, _ in starts]
+    return [*params, RunStatus.QUEUED.value, RunStatus.RETRYING.value]
 
 
-def _settle_starts(starts: list[tuple[uuid.UUID, StartOp]], updated: dict[uuid.UUID, int]) -> list[StartOp]:
+def _settle_starts(starts: list[tuple[str, StartOp]], updated: dict[str, int]) -> list[StartOp]:
     missed = []
     for key, op in starts:
         attempt = updated.get(key)
@@ -302,7 +419,7 @@ def _settle_starts(starts: list[tuple[uuid.UUID, StartOp]], updated: dict[uuid.U
 
 def _fast_starts(
     connection: BaseDatabaseWrapper,
-    starts: list[tuple[uuid.UUID, StartOp]],
+    starts: list[tuple[str, StartOp]],
     now: datetime,
     *,
     async_commit: bool = False,
@@ -317,47 +434,61 @@ def _fast_starts(
     """
     if not starts:
         return []
-    sql, params = _start_sql(connection, starts, now, async_commit=async_commit)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        updated = {_as_uuid(row[0]): int(row[1]) for row in cursor.fetchall()}
-    return _settle_starts(starts, updated)
+    sql = _start_sql(connection, len(starts), async_commit=async_commit)
+    rows = _rows(connection, sql, _start_params(connection, starts, now))
+    return _settle_starts(starts, {_key(row[0]): int(row[1]) for row in rows})
 
 
-def _end_values_sql(
-    connection: BaseDatabaseWrapper, ends: list[tuple[uuid.UUID, EndOp]], now: datetime
-) -> tuple[str, list[Any]]:
-    """PostgreSQL: every final outcome of the batch in one fenced ``UPDATE ... FROM (VALUES ...)``."""
-    q = connection.ops.quote_name
-    c = lambda name: _col(connection, name)  # noqa: E731
-    table = q(JobRun._meta.db_table)
-    casts = [
-        _field(name).cast_db_type(connection)
-        for name in ("id", "attempts", "status", "error", "traceback", "result")
-    ]
-    row_sql = "(" + ", ".join(f"CAST(%s AS {cast})" for cast in casts) + ")"
-    sql = (
-        f"UPDATE {table} SET {c('status')} = v.status, {c('error')} = v.error, "  # noqa: S608
-        f"{c('traceback')} = v.traceback, {c('result')} = v.result, {c('finished_at')} = %s "
-        f"FROM (VALUES {', '.join([row_sql] * len(ends))}) AS v (id, attempt, status, error, traceback, result) "
-        f"WHERE {table}.{c('id')} = v.id AND {table}.{c('attempts')} = v.attempt "
-        f"AND {table}.{c('status')} = %s RETURNING {table}.{c('id')}"
+def _end_sql(connection: BaseDatabaseWrapper, count: int, *, async_commit: bool) -> str:
+    """Fenced final outcomes: on PostgreSQL a batch in one ``UPDATE ... FROM unnest(arrays)``;
+    a lone one (and each one elsewhere) by its key, which plans to one primary-key lookup."""
+    if connection.vendor != "postgresql" or count == 1:
+        async_commit = async_commit and connection.vendor == "postgresql"
+        return _statement(
+            connection,
+            f"end-1-{async_commit}",
+            lambda c, table: (
+                f"{ASYNC_COMMIT_CTE if async_commit else ''}"  # noqa: S608
+                f"UPDATE {table} SET {c('status')} = %s, {c('error')} = %s, {c('traceback')} = %s, "
+                f"{c('result')} = %s, {c('finished_at')} = %s {'FROM fj_async ' if async_commit else ''}"
+                f"WHERE {table}.{c('id')} = %s AND {table}.{c('attempts')} = %s AND {table}.{c('status')} = %s "
+                f"RETURNING CAST({table}.{c('id')} AS text)"
+            ),
+        )
+    return _statement(
+        connection,
+        f"end-{async_commit}",
+        lambda c, table: (
+            f"{ASYNC_COMMIT_CTE if async_commit else ''}"  # noqa: S608
+            f"UPDATE {table} SET {c('status')} = v.status, {c('error')} = v.error, "
+            f"{c('traceback')} = v.traceback, {c('result')} = v.result, {c('finished_at')} = %s "
+            f"FROM {'fj_async, ' if async_commit else ''}"
+            "jsonb_to_recordset(CAST(%s AS jsonb)) "
+            "AS v (id uuid, attempt int, status text, error text, traceback text, result jsonb) "
+            f"WHERE {table}.{c('id')} = ANY(CAST(%s AS uuid[])) AND {table}.{c('id')} = v.id "
+            f"AND {table}.{c('attempts')} = v.attempt AND {_unindexed(table, c('status'))} = %s "
+            f"RETURNING CAST({table}.{c('id')} AS text)"
+        ),
     )
-    params: list[Any] = [_prep(connection, "finished_at", now)]
-    for key, op in ends:
-        params += [
-            _prep(connection, "id", key),
-            op.attempt.attempt,
-            op.status,
-            op.error,
-            op.traceback,
-            _prep(connection, "result", op.result),
-        ]
-    params.append(RunStatus.RUNNING.value)
-    return sql, params
 
 
-def _settle_ends(ends: list[tuple[uuid.UUID, EndOp]], updated: set[uuid.UUID]) -> None:
+def _end_params(ends: list[tuple[str, EndOp]], stamp: Any) -> list[Any]:
+    """PostgreSQL: the batch as one JSON document (JSON null is SQL NULL there), plus its ids."""
+    rows = [
+        {
+            "id": key,
+            "attempt": op.attempt.attempt,
+            "status": op.status,
+            "error": op.error,
+            "traceback": op.traceback,
+            "result": op.result,
+        }
+        for key, op in ends
+    ]
+    return [stamp, json.dumps(rows), _pg_array([key for key, _ in ends]), RunStatus.RUNNING.value]
+
+
+def _settle_ends(ends: list[tuple[str, EndOp]], updated: set[str]) -> None:
     for key, op in ends:
         op.outcome = key in updated
         if not op.outcome:
@@ -366,7 +497,13 @@ def _settle_ends(ends: list[tuple[uuid.UUID, EndOp]], updated: set[uuid.UUID]) -
             )
 
 
-def _fast_ends(connection: BaseDatabaseWrapper, ends: list[tuple[uuid.UUID, EndOp]], now: datetime) -> None:
+def _fast_ends(
+    connection: BaseDatabaseWrapper,
+    ends: list[tuple[str, EndOp]],
+    now: datetime,
+    *,
+    async_commit: bool = False,
+) -> None:
     """Final outcomes (succeeded/failed/timed_out), fenced: written only while ``running`` that attempt.
 
     What ``_apply_end`` writes for such an op, with the fencing in the ``WHERE``; an op whose row
@@ -374,70 +511,52 @@ def _fast_ends(connection: BaseDatabaseWrapper, ends: list[tuple[uuid.UUID, EndO
     """
     if not ends:
         return
-    updated: set[uuid.UUID] = set()
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and len(ends) > 1:
-            sql, params = _end_values_sql(connection, ends, now)
-            cursor.execute(sql, params)
-            updated = {_as_uuid(row[0]) for row in cursor.fetchall()}
-        else:
-            q = connection.ops.quote_name
-            c = lambda name: _col(connection, name)  # noqa: E731
-            table = q(JobRun._meta.db_table)
-            sql = (
-                f"UPDATE {table} SET {c('status')} = %s, {c('error')} = %s, {c('traceback')} = %s, "  # noqa: S608
-                f"{c('result')} = %s, {c('finished_at')} = %s "
-                f"WHERE {c('id')} = %s AND {c('attempts')} = %s AND {c('status')} = %s RETURNING {c('id')}"
-            )
-            stamp = _prep(connection, "finished_at", now)
-            for key, op in ends:
-                cursor.execute(
-                    sql,
-                    [
-                        op.status,
-                        op.error,
-                        op.traceback,
-                        _prep(connection, "result", op.result),
-                        stamp,
-                        _prep(connection, "id", key),
-                        op.attempt.attempt,
-                        RunStatus.RUNNING.value,
-                    ],
-                )
-                if cursor.fetchall():
-                    updated.add(key)
+    sql = _end_sql(connection, len(ends), async_commit=async_commit)
+    stamp = _prep(connection, "finished_at", now)
+    if connection.vendor == "postgresql" and len(ends) > 1:
+        updated = {_key(row[0]) for row in _rows(connection, sql, _end_params(ends, stamp))}
+    else:
+        updated = set()
+        for key, op in ends:
+            params = [op.status, op.error, op.traceback, _prep(connection, "result", op.result), stamp]
+            if _rows(connection, sql, [*params, _prep(connection, "id", key), op.attempt.attempt, "running"]):
+                updated.add(key)
     _settle_ends(ends, updated)
 
 
 def _fast_starts_and_ends(
     connection: BaseDatabaseWrapper,
-    starts: list[tuple[uuid.UUID, StartOp]],
-    ends: list[tuple[uuid.UUID, EndOp]],
+    starts: list[tuple[str, StartOp]],
+    ends: list[tuple[str, EndOp]],
     now: datetime,
 ) -> list[StartOp]:
     """PostgreSQL: a batch's starts and outcomes in one statement (two data-modifying CTEs), one commit.
 
     The commit waits for the disk, as the outcomes need; the rows are distinct (one op per run).
     """
-    start_sql, start_params = _start_sql(connection, starts, now, async_commit=False)
-    end_sql, end_params = _end_values_sql(connection, ends, now)
-    sql = (
-        f"WITH fj_s AS ({start_sql}), fj_e AS ({end_sql}) "  # noqa: S608
-        "SELECT 1, id, attempts FROM fj_s UNION ALL SELECT 2, id, 0 FROM fj_e"
+    start_sql = _start_sql(connection, len(starts), async_commit=False)
+    end_sql = _end_sql(connection, 2, async_commit=False)
+    sql = _statement(
+        connection,
+        f"start-end-{'n' if len(starts) > 1 else 1}",
+        lambda c, table: (
+            f"WITH fj_s AS ({start_sql}), fj_e AS ({end_sql}) "  # noqa: S608
+            "SELECT 1, id, attempts FROM fj_s UNION ALL SELECT 2, id, 0 FROM fj_e"
+        ),
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, start_params + end_params)
-        rows = cursor.fetchall()
-    _settle_ends(ends, {_as_uuid(row[1]) for row in rows if row[0] == 2})
-    return _settle_starts(starts, {_as_uuid(row[1]): int(row[2]) for row in rows if row[0] == 1})
-
-
-def _as_uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    params = _start_params(connection, starts, now) + _end_params(ends, _prep(connection, "finished_at", now))
+    rows = _rows(connection, sql, params)
+    _settle_ends(ends, {_key(row[1]) for row in rows if row[0] == 2})
+    return _settle_starts(starts, {_key(row[1]): int(row[2]) for row in rows if row[0] == 1})
 
 
 def _apply_fast(
-    connection: BaseDatabaseWrapper, ops: list[Op], now: datetime, *, async_starts: bool = False
+    connection: BaseDatabaseWrapper,
+    ops: list[Op],
+    now: datetime,
+    *,
+    async_starts: bool = False,
+    async_ends: bool = False,
 ) -> list[Op]:
     """Decide the common transitions with conditional UPDATEs; return the ops left for the locking path.
 
@@ -447,8 +566,8 @@ def _apply_fast(
     goes through ``SELECT ... FOR UPDATE`` and the same decisions as before.
     """
     per_run = Counter(_run_id(op) for op in ops)
-    starts: list[tuple[uuid.UUID, StartOp]] = []
-    ends: list[tuple[uuid.UUID, EndOp]] = []
+    starts: list[tuple[str, StartOp]] = []
+    ends: list[tuple[str, EndOp]] = []
     slow: set[int] = set()
     for index, op in enumerate(ops):
         key = _canonical_uuid(_run_id(op))
@@ -464,11 +583,11 @@ def _apply_fast(
         missed = {id(op) for op in _fast_starts_and_ends(connection, starts, ends, now)}
     else:
         missed = {id(op) for op in _fast_starts(connection, starts, now, async_commit=async_starts)}
-        _fast_ends(connection, ends, now)
+        _fast_ends(connection, ends, now, async_commit=async_ends)
     return [op for index, op in enumerate(ops) if index in slow or id(op) in missed]
 
 
-def apply_batch(ops: list[Op], *, now: datetime | None = None) -> None:
+def apply_batch(ops: list[Op], *, now: datetime | None = None, durable_ends: bool = True) -> None:
     """Apply several transitions: one statement per kind for the common ones, one commit each.
 
     Each op's ``outcome`` is filled in. The common transitions (a queued run starting, an attempt
@@ -478,6 +597,8 @@ def apply_batch(ops: list[Op], *, now: datetime | None = None) -> None:
     returns). The rest are decided in one transaction on rows locked with ``SELECT ... FOR
     UPDATE``. Either way two workers can never both start the same attempt, and an end is
     written only while the row is still ``running`` that attempt (fencing).
+    ``durable_ends=False`` lets a lone outcome's commit skip the wait for the disk too (inline
+    runs, see ``insert_run``).
     """
     alias = db_alias()
     now = now or timezone.now()
@@ -485,7 +606,8 @@ def apply_batch(ops: list[Op], *, now: datetime | None = None) -> None:
     nested = connection.in_atomic_block
     if _supports_fast_path(connection):
         if not nested and connection.get_autocommit():
-            ops = _apply_fast(connection, ops, now, async_starts=connection.vendor == "postgresql")
+            pg = connection.vendor == "postgresql"
+            ops = _apply_fast(connection, ops, now, async_starts=pg, async_ends=pg and not durable_ends)
         else:
             with transaction.atomic(using=alias):
                 ops = _apply_fast(connection, ops, now)
@@ -579,17 +701,19 @@ def end_op_retry(attempt: Attempt, exc: BaseException, delay_seconds: float, *, 
     )
 
 
-def _end(op: EndOp) -> bool:
-    apply_batch([op])
+def _end(op: EndOp, *, durable: bool = True) -> bool:
+    apply_batch([op], durable_ends=durable)
     return bool(op.outcome)
 
 
-def finish_success(attempt: Attempt, result: Any) -> bool:
-    return _end(end_op_success(attempt, result))
+def finish_success(attempt: Attempt, result: Any, *, durable: bool = True) -> bool:
+    return _end(end_op_success(attempt, result), durable=durable)
 
 
-def finish_failure(attempt: Attempt, exc: BaseException, *, status: str = RunStatus.FAILED) -> bool:
-    return _end(end_op_failure(attempt, exc, status=status))
+def finish_failure(
+    attempt: Attempt, exc: BaseException, *, status: str = RunStatus.FAILED, durable: bool = True
+) -> bool:
+    return _end(end_op_failure(attempt, exc, status=status), durable=durable)
 
 
 def mark_retrying(attempt: Attempt, exc: BaseException, delay_seconds: float, *, outcome: str) -> bool:
@@ -628,15 +752,15 @@ def _mark_published(run_id: str) -> None:
     if connection.vendor != "postgresql" or connection.in_atomic_block or not connection.get_autocommit():
         JobRun.objects.using(alias).filter(pk=run_id, published_at__isnull=True).update(published_at=now)
         return
-    q = connection.ops.quote_name
-    c = lambda name: _col(connection, name)  # noqa: E731
-    table = q(JobRun._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
+    sql = _statement(
+        connection,
+        "published",
+        lambda c, table: (
             f"{ASYNC_COMMIT_CTE}UPDATE {table} SET {c('published_at')} = %s FROM fj_async "  # noqa: S608
-            f"WHERE {table}.{c('id')} = %s AND {table}.{c('published_at')} IS NULL",
-            [_prep(connection, "published_at", now), _prep(connection, "id", uuid.UUID(str(run_id)))],
-        )
+            f"WHERE {table}.{c('id')} = %s AND {table}.{c('published_at')} IS NULL"
+        ),
+    )
+    _rows(connection, sql, [_prep(connection, "published_at", now), uuid.UUID(str(run_id))])
 
 
 def cancel(run_ids: list[str]) -> int:

@@ -16,7 +16,6 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 
 from django.db import close_old_connections
 
@@ -36,11 +35,20 @@ LINGER = 0.001
 BUSY_WINDOW = 0.005
 
 
-@dataclass
 class _Pending:
-    op: Op
-    done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
+    """One submitted op; ``done`` is a lock held until the writer has applied it.
+
+    A bare lock, released once by the writer, instead of an ``Event``: two C calls per op
+    rather than a Condition's notify machinery, which showed up in profiles of the writer.
+    """
+
+    __slots__ = ("done", "error", "op")
+
+    def __init__(self, op: Op) -> None:
+        self.op = op
+        self.error: BaseException | None = None
+        self.done = threading.Lock()
+        self.done.acquire()
 
 
 class BatchWriter:
@@ -68,7 +76,7 @@ class BatchWriter:
         self._submitters.add(threading.get_ident())
         pending = _Pending(op)
         self._queue.put(pending)
-        pending.done.wait()
+        pending.done.acquire()
         if pending.error is not None:
             raise pending.error
         return op
@@ -116,7 +124,7 @@ class BatchWriter:
             finally:
                 last_batch_end, last_batch_size = time.monotonic(), len(batch)
                 for pending in batch:
-                    pending.done.set()
+                    pending.done.release()
 
 
 writer = BatchWriter()

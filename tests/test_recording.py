@@ -146,11 +146,25 @@ def test_cancelled_before_run_never_runs(broker_settings, worker, status_trail):
 
 
 def test_inline_success_and_failure_sequences(status_trail):
+    # Outside a transaction the row is written already started: one write to start, one to end.
     ok = fusion_jobs.enqueue("t-record", label="seq-inline")
     bad = fusion_jobs.enqueue("t-always-fail", label="seq-inline-bad")
-    assert status_trail(ok.run_id) == [("queued", 0), ("running", 1), ("succeeded", 1)]
-    assert status_trail(bad.run_id) == [("queued", 0), ("running", 1), ("failed", 1)]
-    assert JobRun.objects.get(pk=bad.run_id).mode == "inline"
+    assert status_trail(ok.run_id) == [("running", 1), ("succeeded", 1)]
+    assert status_trail(bad.run_id) == [("running", 1), ("failed", 1)]
+    run = JobRun.objects.get(pk=bad.run_id)
+    assert (run.mode, run.attempts, run.error) == (
+        "inline",
+        1,
+        "ValueError: always fails <script>alert('seq-inline-bad')</script>",
+    )
+    assert run.started_at is not None and run.finished_at is not None and run.worker
+
+
+def test_inline_sequence_in_a_transaction_waits_for_the_commit(status_trail):
+    with transaction.atomic():
+        handle = fusion_jobs.enqueue("t-record", label="seq-inline-atomic")
+        assert JobRun.objects.get(pk=handle.run_id).status == "queued"
+    assert status_trail(handle.run_id) == [("queued", 0), ("running", 1), ("succeeded", 1)]
 
 
 # --- Fencing: an older attempt never overwrites a newer one ----------------------------------

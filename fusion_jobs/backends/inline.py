@@ -23,14 +23,21 @@ class InlineOutcome:
         self.error = error
 
 
-def run_inline(task: Task, run_id: str, kwargs: dict[str, Any]) -> InlineOutcome:
+def run_inline(
+    task: Task, run_id: str, kwargs: dict[str, Any], *, started: Attempt | None = None
+) -> InlineOutcome:
     """Run one attempt here. The task's exception is logged and recorded, not raised, unless
     ``FUSION_JOBS_INLINE_RAISE`` is on: the caller of ``enqueue()`` sees what it would with a worker.
 
     Single-flight and stale cron ticks are checked first, as on a worker (``scheduler.overlap``).
+    ``started``: the row was written already ``running`` for this attempt (``enqueue()`` does so
+    outside a transaction, for a task no overlap rule applies to); the outcome is then written
+    without waiting for the disk, like that row.
     """
     from ..scheduler.overlap import admit
 
+    if started is not None:
+        return _execute(task, run_id, kwargs, started, durable=False)
     admission = admit(task, run_id, kwargs)
     if admission.skip_reason:
         logger.info("inline run %s of %s skipped: %s", run_id, task.name, admission.skip_reason)
@@ -46,19 +53,24 @@ def _run_attempt(task: Task, run_id: str, kwargs: dict[str, Any]) -> InlineOutco
     if isinstance(started, Skip):
         logger.info("inline run %s of %s skipped: %s", run_id, task.name, started.reason)
         return InlineOutcome(RunStatus.SKIPPED, error=started.reason)
-    attempt: Attempt = started
+    return _execute(task, run_id, kwargs, started, durable=True)
+
+
+def _execute(
+    task: Task, run_id: str, kwargs: dict[str, Any], attempt: Attempt, *, durable: bool
+) -> InlineOutcome:
     ctx = RunContext(attempt)
     token = activate(ctx)
     try:
         task.check_arguments(kwargs)
         result = task.fn(**kwargs)
     except Exception as exc:
-        finish_failure(attempt, exc)
+        finish_failure(attempt, exc, durable=durable)
         logger.exception("inline run %s of task %s failed", run_id, task.name)
         if jobs_settings.INLINE_RAISE:
             raise
         return InlineOutcome(RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
     finally:
         deactivate(token)
-    finish_success(attempt, result)
+    finish_success(attempt, result, durable=durable)
     return InlineOutcome(RunStatus.SUCCEEDED, result=result)
