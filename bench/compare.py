@@ -61,6 +61,9 @@ BROKER_URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 RESULTS = ROOT / "bench" / "results" / "compare.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
 PROCESSES, THREADS = 2, 8
+#: Bare Dramatiq's default prefetch (twice the threads), given to fusion-jobs' worker too so both
+#: take the same number of messages ahead; rundramatiq's own default is one per thread.
+PREFETCH = 2 * THREADS
 FJ_QUEUE, BARE_QUEUE, DD_QUEUE, CELERY_QUEUE = "bench_fj", "bench_bare", "bench_dd", "bench_celery"
 ALL_QUEUES = (FJ_QUEUE, BARE_QUEUE, DD_QUEUE, CELERY_QUEUE)
 LATENCY_GAP = 0.010
@@ -482,6 +485,8 @@ def run_fusion_jobs(clients: Clients, args: argparse.Namespace, logdir: Path) ->
             str(THREADS),
             "-Q",
             FJ_QUEUE,
+            "--prefetch",
+            str(PREFETCH),
         ],
         child_env(FJ_BENCH_TS_DIR=tsdir),
         logdir,
@@ -1315,7 +1320,8 @@ fraction during the drains: {", ".join(f"{LABELS[c]} {100 * (busy[c] or 0):.0f} 
 How: drain = runs ÷ (last completion − first task-body start), worker boot excluded; a completion is
 the task body for Dramatiq and Celery, the committed `succeeded` row (`max(finished_at)`) for
 fusion-jobs and the `done` Task row (`max(updated_at)`) for django-dramatiq. Workers: `manage.py
-rundramatiq -p 2 -t 8 -Q bench_fj` (fusion-jobs, prefetch 8 as rundramatiq sets it),
+rundramatiq -p 2 -t 8 -Q bench_fj --prefetch 16` (fusion-jobs, with Dramatiq's default prefetch; rundramatiq's
+own default of one per thread drained no-op runs about 15 % slower here),
 `python -m dramatiq … -p 2 -t 8` (Dramatiq defaults, prefetch 16), Celery `-P prefork -c 2` and
 `-P threads -c 8` (JSON, no result backend, early ack, prefetch ×4, `--without-mingle --without-gossip`
 to shorten boot). Enqueue = one Django thread, each call timed, no worker running; fusion-jobs'

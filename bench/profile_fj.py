@@ -106,6 +106,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("-p", type=int, default=2)
     parser.add_argument("-t", type=int, default=8)
+    parser.add_argument("--prefetch", type=int, help="default: twice the threads, as compare.py")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", type=Path, default=Path("/tmp/fj-profile"))
@@ -147,6 +148,8 @@ def main() -> int:
             str(args.t),
             "-Q",
             compare.FJ_QUEUE,
+            "--prefetch",
+            str(args.prefetch or 2 * args.t),
         ],
         compare.child_env(FJ_BENCH_TS_DIR=tsdir),
         args.out,

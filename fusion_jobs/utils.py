@@ -126,3 +126,16 @@ def to_json_result(value: Any, max_bytes: int) -> Any:
     if len(encoded.encode("utf-8")) > max_bytes:
         return {"truncated": True, "size": len(encoded), "preview": encoded[: max(0, max_bytes - 200)]}
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts (processes, threads, prefetch): an error that names the value."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value

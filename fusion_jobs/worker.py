@@ -112,6 +112,7 @@ def run_worker(
     processes: int | None = None,
     threads: int | None = None,
     queues: Sequence[str] | None = None,
+    prefetch: int | None = None,
     stdout: Output = sys.stdout,
 ) -> int:
     """Print the configuration, then run (and supervise) Dramatiq's worker master."""
@@ -128,11 +129,15 @@ def run_worker(
     status = get_jobs_status()
     stdout.write(
         f"fusion-jobs worker: broker={status['broker']} queues={','.join(serving) or '-'} "
-        f"processes={processes} threads={threads} tasks={len(tasks)} ({', '.join(sorted(tasks)) or 'none'})\n"
+        f"processes={processes} threads={threads} prefetch={prefetch or threads} tasks={len(tasks)} ({', '.join(sorted(tasks)) or 'none'})\n"
     )
     stdout.flush()
     env = dict(os.environ)
-    # A message waits in the prefetch buffer while the one before it runs, and RabbitMQ's
-    # consumer timeout counts that wait: one message per thread is enough for long tasks.
-    env.setdefault("dramatiq_queue_prefetch", str(threads))
+    # By default one message per thread: none waits in a process's buffer behind a long task
+    # (RabbitMQ's consumer timeout counts that wait, and another process may be idle). Short
+    # tasks drain faster with more (Dramatiq's own default is twice the threads).
+    if prefetch:
+        env["dramatiq_queue_prefetch"] = str(prefetch)
+    else:
+        env.setdefault("dramatiq_queue_prefetch", str(threads))
     return supervise(worker_argv(processes=processes, threads=threads, queues=queues), env, stdout)

@@ -42,3 +42,37 @@ def test_eager_mode_worker_says_so():
     )
     assert out.returncode == 0
     assert "FUSION_JOBS_EAGER is on" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "prefetch"), [((), "3"), (("--prefetch", "7"), "7")], ids=["one-per-thread", "explicit"]
+)
+def test_rundramatiq_prefetch_reaches_dramatiq_and_the_startup_line(settings, monkeypatch, args, prefetch):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from fusion_jobs import worker
+
+    settings.FUSION_JOBS_BROKER_URL = "amqp://guest:secret@127.0.0.1:5672/"
+    settings.FUSION_JOBS_EAGER = False
+    monkeypatch.delenv("dramatiq_queue_prefetch", raising=False)
+    seen: dict[str, object] = {}
+
+    def fake_supervise(argv: list[str], env: dict[str, str], stdout: object) -> int:
+        seen.update(argv=argv, prefetch=env["dramatiq_queue_prefetch"])
+        return 0
+
+    monkeypatch.setattr(worker, "supervise", fake_supervise)
+    out = StringIO()
+    call_command("rundramatiq", "-p", "1", "-t", "3", *args, stdout=out)
+    assert seen["prefetch"] == prefetch
+    assert f"processes=1 threads=3 prefetch={prefetch} " in out.getvalue()
+    assert "secret" not in out.getvalue()
+
+
+@pytest.mark.parametrize("option", ["--prefetch", "--threads", "--processes"])
+def test_rundramatiq_refuses_a_count_below_one(option):
+    out = run_manage("rundramatiq", option, "0")
+    assert out.returncode == 2
+    assert f"argument {option}" in out.stderr and "0 is not at least 1" in out.stderr
