@@ -57,12 +57,6 @@ class FusionRabbitmqBroker(RabbitmqBroker):
         self.parameters = _connection_parameters(url)
         self.safe_url = mask_url(url)
 
-    @property
-    def consumer_class(self) -> Any:
-        from .consumer import CoalescingConsumer
-
-        return CoalescingConsumer
-
     def __repr__(self) -> str:
         return f"<FusionRabbitmqBroker {self.safe_url}>"
 
