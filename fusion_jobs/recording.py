@@ -755,12 +755,17 @@ def _mark_published(run_id: str) -> None:
     sql = _statement(
         connection,
         "published",
+        # SKIP LOCKED: a row locked now is a worker starting the run (its message arrives before
+        # the publisher's confirm does), and the start sets published_at itself; waiting for
+        # its lock would only delay both.
         lambda c, table: (
-            f"{ASYNC_COMMIT_CTE}UPDATE {table} SET {c('published_at')} = %s FROM fj_async "  # noqa: S608
-            f"WHERE {table}.{c('id')} = %s AND {table}.{c('published_at')} IS NULL"
+            f"{ASYNC_COMMIT_CTE}, fj_run AS (SELECT {c('id')} FROM {table} "  # noqa: S608
+            f"WHERE {c('id')} = %s AND {c('published_at')} IS NULL FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {table} SET {c('published_at')} = %s FROM fj_async, fj_run "
+            f"WHERE {table}.{c('id')} = fj_run.{c('id')}"
         ),
     )
-    _rows(connection, sql, [_prep(connection, "published_at", now), uuid.UUID(str(run_id))])
+    _rows(connection, sql, [run_id, _prep(connection, "published_at", now)])
 
 
 def cancel(run_ids: list[str]) -> int:
