@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import DatabaseError, connections, router, transaction
+from django.db import DatabaseError, connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F
 from django.db.models.functions import Coalesce
@@ -322,6 +322,10 @@ def _rows(connection: BaseDatabaseWrapper, sql: str, params: list[Any]) -> list[
         return cursor.fetchall() if cursor.description else []
 
 
+_PLAIN_VALUES = (str, int, float)
+_PLAIN_FIELDS = (models.CharField, models.TextField, models.IntegerField, models.FloatField)
+
+
 def insert_run(row: JobRun, *, using: str, wait_for_disk: bool = True) -> None:
     """INSERT a new run row: one statement, without ``Model.save()``'s per-call compilation.
 
@@ -346,7 +350,15 @@ def insert_run(row: JobRun, *, using: str, wait_for_disk: bool = True) -> None:
         )
 
     sql = _statement(connection, f"insert-{fast}", build)
-    _rows(connection, sql, [f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields])
+    params = []
+    for f in fields:
+        value = f.pre_save(row, True)
+        # Plain values of plain columns go as they are (what get_db_prep_save returns for them,
+        # at a fraction of its cost on the inline path); everything else is prepared by Django.
+        if not (value is None or (type(value) in _PLAIN_VALUES and isinstance(f, _PLAIN_FIELDS))):
+            value = f.get_db_prep_save(value, connection)
+        params.append(value)
+    _rows(connection, sql, params)
     row._state.adding = False
     row._state.db = using
 
