@@ -84,7 +84,7 @@ def check_settings_values(app_configs: Any = None, **kwargs: Any) -> list[checks
                 id="fusion_jobs.E003",
             )
         )
-    for name in ("EAGER", "INLINE_RAISE"):
+    for name in ("EAGER", "INLINE_RAISE", "PREPARED_STATEMENTS"):
         if not isinstance(getattr(jobs_settings, name), bool):
             errors.append(
                 checks.Error(

@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from .recording import Op, apply_batch
 
@@ -53,7 +53,7 @@ class _Pending:
 
 class BatchWriter:
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -81,31 +81,46 @@ class BatchWriter:
             raise pending.error
         return op
 
-    def _collect(self, last_batch_end: float, last_batch_size: int) -> list[_Pending]:
-        batch = [self._queue.get()]
-        while len(batch) < MAX_BATCH:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write what is queued, close the writer thread's database connection and end the thread.
+
+        Called once the worker process's threads are done (a later ``apply`` starts a new one).
+        """
+        thread = self._thread
+        if thread is None or self._pid != os.getpid() or not thread.is_alive():
+            return
+        self._queue.put(None)
+        thread.join(timeout)
+
+    def _collect(self, last_batch_end: float, last_batch_size: int) -> tuple[list[_Pending], bool]:
+        """The next batch, and whether ``stop()`` was asked for."""
+        items = [self._queue.get()]
+        while len(items) < MAX_BATCH:
             try:
-                batch.append(self._queue.get_nowait())
+                items.append(self._queue.get_nowait())
             except queue.Empty:
                 break
-        if last_batch_size > 1 and time.monotonic() - last_batch_end < BUSY_WINDOW:
+        if None not in items and last_batch_size > 1 and time.monotonic() - last_batch_end < BUSY_WINDOW:
             # Each submitting thread has at most one op pending: stop waiting once all have one.
             deadline = time.monotonic() + LINGER
-            while len(batch) < min(MAX_BATCH, len(self._submitters)):
+            while len(items) < min(MAX_BATCH, len(self._submitters)):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 try:
-                    batch.append(self._queue.get(timeout=remaining))
+                    items.append(self._queue.get(timeout=remaining))
                 except queue.Empty:
                     break
-        return batch
+        return [p for p in items if p is not None], None in items
 
     def _loop(self) -> None:
         checked = 0.0
         last_batch_end, last_batch_size = 0.0, 0
-        while True:
-            batch = self._collect(last_batch_end, last_batch_size)
+        stopping = False
+        while not stopping:
+            batch, stopping = self._collect(last_batch_end, last_batch_size)
+            if not batch:
+                continue
             try:
                 if time.monotonic() - checked >= CONNECTION_CHECK_INTERVAL:
                     close_old_connections()
@@ -125,6 +140,7 @@ class BatchWriter:
                 last_batch_end, last_batch_size = time.monotonic(), len(batch)
                 for pending in batch:
                     pending.done.release()
+        connections.close_all()
 
 
 writer = BatchWriter()

@@ -41,3 +41,20 @@ def test_eager_forces_inline(settings):
     settings.FUSION_JOBS_EAGER = True
     assert fusion_jobs.is_jobs_enabled() is False
     assert fusion_jobs.get_jobs_status()["mode"] == "eager"
+
+
+def test_readme_settings_table_lists_every_setting_with_its_text():
+    """The README's settings table is the reference users read: it must match conf.SETTINGS."""
+    from pathlib import Path
+
+    from fusion_jobs.conf import PREFIX, SETTINGS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    rows = {
+        line.split("|")[1].strip(" `"): line
+        for line in readme.splitlines()
+        if line.startswith("| `FUSION_JOBS_")
+    }
+    assert set(rows) == {PREFIX + name for name in SETTINGS}
+    for name, spec in SETTINGS.items():
+        assert spec.doc in rows[PREFIX + name], name

@@ -51,3 +51,8 @@ class DbConnections(Middleware):
     before_worker_thread_shutdown = _close_all
     before_consumer_thread_shutdown = _close_all
     before_worker_shutdown = _close_all
+
+    def after_worker_shutdown(self, *args: Any, **kwargs: Any) -> None:
+        from ..writer import writer
+
+        writer.stop()  # the worker threads are done: nothing more to record
