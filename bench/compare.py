@@ -1327,7 +1327,7 @@ own default of one per thread drained no-op runs about 15 % slower here),
 `python -m dramatiq … -p 2 -t 8` (Dramatiq defaults, prefetch 16), Celery `-P prefork -c 2` and
 `-P threads -c 8` (JSON, no result backend, early ack, prefetch ×4, `--without-mingle --without-gossip`
 to shorten boot). Enqueue = one Django thread, each call timed, no worker running; fusion-jobs'
-`enqueue()` outside a transaction writes its row (one commit), publishes with a confirm and marks it
+`enqueue()` outside a transaction writes its row (one commit, not waiting for the disk), publishes with a confirm and marks it
 published. Enqueue→start = one run at a time to an idle worker, 10 ms apart. Inline = `enqueue()`
 with no broker (the run executes in the call, its row recorded) minus a direct call of the same empty
 function.
