@@ -295,6 +295,19 @@ def _statement(
     return sql
 
 
+def _prepares(connection: BaseDatabaseWrapper) -> bool:
+    """Whether our statements are prepared on this connection.
+
+    Not when ``PREPARED_STATEMENTS`` is off, and not when the project binds Django's own queries
+    on the server without preparing them (``server_side_binding`` without ``prepare_threshold``:
+    the set-up a transaction-pooling proxy needs), which we follow rather than second-guess.
+    """
+    if connection.vendor != "postgresql" or not jobs_settings.PREPARED_STATEMENTS:
+        return False
+    options = connection.settings_dict.get("OPTIONS") or {}
+    return not (options.get("server_side_binding") and options.get("prepare_threshold") is None)
+
+
 def _rows(connection: BaseDatabaseWrapper, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     """Execute one statement; its result rows.
 
@@ -303,7 +316,7 @@ def _rows(connection: BaseDatabaseWrapper, sql: str, params: list[Any]) -> list[
     the values into the text, so PostgreSQL parses and plans every statement anew (about a third
     of a one-row UPDATE's time here).
     """
-    if connection.vendor != "postgresql" or not jobs_settings.PREPARED_STATEMENTS:
+    if not _prepares(connection):
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return list(cursor.fetchall()) if cursor.description else []
@@ -314,8 +327,8 @@ def _rows(connection: BaseDatabaseWrapper, sql: str, params: list[Any]) -> list[
     connection.validate_no_broken_transaction()
     raw = connection.connection
     if raw.prepare_threshold is None:
-        # Django turns psycopg's preparing off for its server-binding cursors; its own default
-        # cursors bind on the client and never prepare, so this reaches only ours.
+        # Django leaves psycopg's preparing off; its own cursors bind on the client and never
+        # prepare, so this reaches only ours (_prepares() ruled out server binding).
         raw.prepare_threshold = 5
     with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
         cursor.execute(sql, params, prepare=True)

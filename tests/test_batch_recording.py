@@ -126,3 +126,42 @@ def test_many_threads_through_one_writer_record_every_run_once(prepared):
     rows = JobRun.objects.filter(pk__in=run_ids)
     assert rows.filter(status="succeeded", attempts=1).count() == 320
     assert all(row.result == {"run": str(row.pk)} for row in rows)
+
+
+def test_statements_are_prepared_once_per_connection_unless_turned_off(prepared):
+    from django.db import connection
+
+    connection.close()  # a fresh session: prepared statements live as long as their connection
+    run_ids = new_runs(6)
+    for run_id in run_ids:  # lone starts, then a batch: two statement shapes
+        apply_batch([StartOp(run_id, "t-record")])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s",
+            ['%UPDATE "fusion_jobs_jobrun"%'],
+        )
+        statements = [row[0] for row in cursor.fetchall()]
+    if prepared:
+        assert len(statements) == 1  # six executions, one statement prepared
+    else:
+        assert statements == []
+
+
+@pytest.mark.parametrize(
+    ("options", "setting", "expected"),
+    [
+        ({}, True, True),
+        ({}, False, False),
+        ({"server_side_binding": True}, True, False),  # the project binds without preparing
+        ({"server_side_binding": True, "prepare_threshold": 5}, True, True),
+    ],
+)
+def test_when_statements_are_prepared(settings, options, setting, expected):
+    from types import SimpleNamespace
+
+    from fusion_jobs.recording import _prepares
+
+    settings.FUSION_JOBS_PREPARED_STATEMENTS = setting
+    fake = SimpleNamespace(vendor="postgresql", settings_dict={"OPTIONS": options})
+    assert _prepares(fake) is expected  # type: ignore[arg-type]
+    assert _prepares(SimpleNamespace(vendor="sqlite", settings_dict={})) is False  # type: ignore[arg-type]
