@@ -67,8 +67,9 @@ SETTINGS: dict[str, Setting] = {
     "PREPARED_STATEMENTS": Setting(
         True,
         bool,
-        "PostgreSQL: prepare the run-recording statements once per connection (server-side). Turn "
-        "off behind a transaction-pooling proxy that can't keep prepared statements (PgBouncer < 1.21).",
+        "PostgreSQL: prepare the run-recording statements once per connection. Turn off behind a "
+        "transaction-pooling proxy that can't keep prepared statements (PgBouncer < 1.21); already "
+        "off when `OPTIONS` set `server_side_binding` without `prepare_threshold`.",
     ),
     "PUBLISH_TIMEOUT": Setting(2.0, float, "Seconds a publish may take (connect + confirm) before it fails."),
     "CONSUMER_TIMEOUT": Setting(
