@@ -6,7 +6,7 @@ import logging
 import sys
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, transaction
 from django.utils import timezone
@@ -15,6 +15,9 @@ from .conf import jobs_settings
 from .exceptions import FusionJobsError, PayloadError, PublishError
 from .registry import Task, all_tasks, get_task
 from .utils import json_roundtrip, mask_url
+
+if TYPE_CHECKING:
+    from .recording import Attempt
 
 logger = logging.getLogger("fusion_jobs")
 
@@ -232,7 +235,9 @@ def _publish_batch(task_obj: Task, handles: list[RunHandle], payloads: list[dict
             logger.warning("%d published run(s) could not be marked published: %s", len(part), exc)
 
 
-def _run_here(task_obj: Task, handle: RunHandle, payload: dict[str, Any], started: Any = None) -> None:
+def _run_here(
+    task_obj: Task, handle: RunHandle, payload: dict[str, Any], started: Attempt | None = None
+) -> None:
     from .backends.inline import run_inline
 
     outcome = run_inline(task_obj, handle.run_id, payload, started=started)
