@@ -465,7 +465,7 @@ def _fast_starts(
 
 
 def _end_sql(connection: BaseDatabaseWrapper, count: int, *, async_commit: bool) -> str:
-    """Fenced final outcomes: on PostgreSQL a batch in one ``UPDATE ... FROM unnest(arrays)``;
+    """Fenced final outcomes: on PostgreSQL a batch in one ``UPDATE ... FROM jsonb_to_recordset``;
     a lone one (and each one elsewhere) by its key, which plans to one primary-key lookup."""
     if connection.vendor != "postgresql" or count == 1:
         async_commit = async_commit and connection.vendor == "postgresql"
@@ -544,7 +544,8 @@ def _fast_ends(
         updated = set()
         for key, op in ends:
             params = [op.status, op.error, op.traceback, _prep(connection, "result", op.result), stamp]
-            if _rows(connection, sql, [*params, _prep(connection, "id", key), op.attempt.attempt, "running"]):
+            key_params = [_prep(connection, "id", key), op.attempt.attempt, RunStatus.RUNNING.value]
+            if _rows(connection, sql, [*params, *key_params]):
                 updated.add(key)
     _settle_ends(ends, updated)
 

@@ -127,11 +127,6 @@ def run_worker(
     task_queues = sorted({t.effective_queue for t in tasks.values()})
     serving = list(queues) if queues else task_queues
     status = get_jobs_status()
-    stdout.write(
-        f"fusion-jobs worker: broker={status['broker']} queues={','.join(serving) or '-'} "
-        f"processes={processes} threads={threads} prefetch={prefetch or threads} tasks={len(tasks)} ({', '.join(sorted(tasks)) or 'none'})\n"
-    )
-    stdout.flush()
     env = dict(os.environ)
     # By default one message per thread: none waits in a process's buffer behind a long task
     # (RabbitMQ's consumer timeout counts that wait, and another process may be idle). Short
@@ -140,4 +135,9 @@ def run_worker(
         env["dramatiq_queue_prefetch"] = str(prefetch)
     else:
         env.setdefault("dramatiq_queue_prefetch", str(threads))
+    stdout.write(
+        f"fusion-jobs worker: broker={status['broker']} queues={','.join(serving) or '-'} "
+        f"processes={processes} threads={threads} prefetch={env['dramatiq_queue_prefetch']} tasks={len(tasks)} ({', '.join(sorted(tasks)) or 'none'})\n"
+    )
+    stdout.flush()
     return supervise(worker_argv(processes=processes, threads=threads, queues=queues), env, stdout)

@@ -140,7 +140,24 @@ class BatchWriter:
                 last_batch_end, last_batch_size = time.monotonic(), len(batch)
                 for pending in batch:
                     pending.done.release()
+        self._drain_after_stop()
         connections.close_all()
+
+    def _drain_after_stop(self) -> None:
+        """Apply anything queued after ``stop()``'s marker, so no submitter is left waiting."""
+        while True:
+            try:
+                pending = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if pending is None:
+                continue
+            try:
+                apply_batch([pending.op])
+            except BaseException as exc:
+                pending.error = exc
+            finally:
+                pending.done.release()
 
 
 writer = BatchWriter()

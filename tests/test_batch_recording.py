@@ -165,3 +165,13 @@ def test_when_statements_are_prepared(settings, options, setting, expected):
     fake = SimpleNamespace(vendor="postgresql", settings_dict={"OPTIONS": options})
     assert _prepares(fake) is expected  # type: ignore[arg-type]
     assert _prepares(SimpleNamespace(vendor="sqlite", settings_dict={})) is False  # type: ignore[arg-type]
+
+
+def test_a_stopped_writer_starts_again_on_the_next_op():
+    writer = BatchWriter()
+    first, second = new_runs(2)
+    assert isinstance(writer.apply(StartOp(first, "t-record")).outcome, Attempt)
+    writer.stop()
+    assert isinstance(writer.apply(StartOp(second, "t-record")).outcome, Attempt)
+    writer.stop()
+    assert set(JobRun.objects.filter(pk__in=[first, second]).values_list("status", flat=True)) == {"running"}
