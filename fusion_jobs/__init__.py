@@ -6,18 +6,27 @@ built only when jobs are enabled and a run is published or a worker starts.
 
 from .api import RunHandle, enqueue, enqueue_many, get_jobs_status, is_jobs_enabled
 from .context import current_run_id, report_progress
-from .exceptions import FusionJobsError, PayloadError, PublishError, UnknownTaskError
+from .exceptions import (
+    CronError,
+    FusionJobsError,
+    PayloadError,
+    PublishError,
+    TaskArgumentsError,
+    UnknownTaskError,
+)
 from .registry import Task, task
 from .scheduler.declare import ensure_cron
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CronError",
     "FusionJobsError",
     "PayloadError",
     "PublishError",
     "RunHandle",
     "Task",
+    "TaskArgumentsError",
     "UnknownTaskError",
     "current_run_id",
     "enqueue",

@@ -8,11 +8,13 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
+# REQUIREMENTS: requirements.txt (runtime and example) or requirements-dev.txt (tests, lint, benchmarks).
+req=${REQUIREMENTS:-requirements.txt}
 stamp=.venv/.requirements.sha
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+want=$(cat requirements*.txt | sha256sum | cut -d' ' -f1)-$req
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing requirements.txt"
+  echo "setup: installing $req"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -r requirements.txt
+  .venv/bin/python -m pip install --quiet -r "$req"
   echo "$want" > "$stamp"
 fi

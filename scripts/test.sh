@@ -2,7 +2,7 @@
 # The whole test suite on a fresh machine: install, start the services, lint, type-check, test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+REQUIREMENTS=requirements-dev.txt scripts/setup.sh
 scripts/services.sh
 scripts/browser.sh
 echo "test: ruff"
