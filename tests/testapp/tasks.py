@@ -93,11 +93,11 @@ def db_slow(label: str, seconds: float) -> str:
 
 
 @fusion_jobs.task(name="t-soak", execution_timeout="30s", max_retries=12, min_backoff=0.2, max_backoff=2)
-def soak(label: str, fail_rate: float = 0.1, max_ms: int = 30) -> str:
-    """Soak-test work: a short random pause, a random failure, and one Marker per success."""
+def soak(label: str, fail_rate: float = 0.1, max_ms: int = 30, min_ms: int = 0) -> str:
+    """Soak-test work: a random pause (min_ms..max_ms), a random failure, and one Marker per success."""
     import random
 
-    time.sleep(random.uniform(0, max_ms / 1000))
+    time.sleep(random.uniform(min_ms / 1000, max_ms / 1000))
     if random.random() < fail_rate:
         raise RuntimeError("random soak failure")
     Marker.objects.create(label=label)
