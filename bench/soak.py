@@ -1,10 +1,14 @@
 """Soak test: thousands of runs with random failures, worker SIGKILLs, a RabbitMQ and a PostgreSQL restart.
 
-Not part of CI (it takes minutes and restarts the machine's services). At the end it asserts
-unique completed == submitted and that no run is left running or unpublished, and prints the
-duplicate count (at-least-once delivery may execute a run twice; the history shows it).
+Submission is paced over the whole soak (``--duration``) and tasks take 50-500 ms, so every
+fault lands on runs being published, started and finished; the runs in flight are printed at
+each fault. At the end it asserts unique completed == submitted and that no run is left running
+or unpublished, and prints the duplicate count (at-least-once delivery may execute a run twice;
+the history shows it).
 
-    .venv/bin/python bench/soak.py [--runs 5000] [--kill-every 30] [--timeout 900]
+Not part of CI (it takes minutes and restarts the machine's services).
+
+    .venv/bin/python bench/soak.py [--runs 5000] [--duration 240] [--kill-every 30] [--timeout 900]
 
 Uses its own database (fj_soak) and RabbitMQ vhost (fj_soak) on loopback; run it as root (it
 calls rabbitmqctl and pg_ctlcluster).
@@ -64,7 +68,7 @@ class Worker:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "rundramatiq", "-p", "1", "-t", "4"],
+            [sys.executable, "manage.py", "rundramatiq", "-p", "1", "-t", "8"],
             cwd=ROOT,
             env=ENV,
             stdout=self.log,
@@ -86,17 +90,42 @@ class Worker:
                 self.kill()
 
 
+def in_flight() -> str:
+    """The runs in flight right now, by state: what a fault is about to hit."""
+    from django.db import close_old_connections
+    from django.db.models import Count, Q
+
+    from fusion_jobs.models import JobRun
+
+    try:
+        close_old_connections()
+        counts = JobRun.objects.filter(task_name="t-soak").aggregate(
+            unpublished=Count("id", filter=Q(status__in=("queued", "retrying"), published_at__isnull=True)),
+            queued=Count("id", filter=Q(status="queued", published_at__isnull=False)),
+            running=Count("id", filter=Q(status="running")),
+            retrying=Count("id", filter=Q(status="retrying")),
+            succeeded=Count("id", filter=Q(status="succeeded")),
+        )
+    except Exception as exc:  # the database may be the thing restarting
+        return f"in flight: unknown ({type(exc).__name__})"
+    return "in flight: " + " ".join(f"{key}={value}" for key, value in counts.items())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5000)
+    parser.add_argument("--duration", type=float, default=240.0, help="seconds over which runs are submitted")
     parser.add_argument("--kill-every", type=float, default=30.0)
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--fail-rate", type=float, default=0.1)
+    parser.add_argument("--min-ms", type=int, default=50)
+    parser.add_argument("--max-ms", type=int, default=500)
     args = parser.parse_args()
     os.chdir(ROOT)
     os.environ.update(ENV)
     log(
-        f"runs={args.runs} fail_rate={args.fail_rate} kill_every={args.kill_every}s broker=amqp://guest:***@127.0.0.1:5672/{VHOST} db={DB}"
+        f"runs={args.runs} over {args.duration:.0f}s tasks={args.min_ms}-{args.max_ms}ms fail_rate={args.fail_rate} "
+        f"kill_every={args.kill_every}s broker=amqp://guest:***@127.0.0.1:5672/{VHOST} db={DB}"
     )
     prepare()
     sys.path.insert(0, str(ROOT))
@@ -115,14 +144,22 @@ def main() -> int:
         worker.start()
     submitted = 0
     done_submitting = threading.Event()
+    interval = args.duration / max(args.runs, 1)
 
     def submit() -> None:
         nonlocal submitted
+        begin = time.monotonic()
         for i in range(args.runs):
             while True:
                 try:
                     close_old_connections()
-                    fusion_jobs.enqueue("t-soak", label=f"soak-{i}", fail_rate=args.fail_rate)
+                    fusion_jobs.enqueue(
+                        "t-soak",
+                        label=f"soak-{i}",
+                        fail_rate=args.fail_rate,
+                        min_ms=args.min_ms,
+                        max_ms=args.max_ms,
+                    )
                     submitted += 1
                     break
                 except Exception as exc:  # the database restarting: the caller would retry too
@@ -130,32 +167,36 @@ def main() -> int:
                     time.sleep(0.5)
             if i % 500 == 0:
                 log(f"submitted {i}")
-            time.sleep(0.005)
+            pause = begin + (i + 1) * interval - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        log(f"submitted all {submitted}")
         done_submitting.set()
 
     threading.Thread(target=submit, daemon=True).start()
     started = time.monotonic()
     next_kill = started + args.kill_every
-    rabbit_at, pg_at = started + 45, started + 75
+    # Both restarts land while runs are still being submitted, started and finished.
+    rabbit_at, pg_at = started + args.duration * 0.35, started + args.duration * 0.65
     kills = 0
     try:
         while time.monotonic() - started < args.timeout:
             now = time.monotonic()
-            if now >= next_kill:
+            if now >= next_kill and not done_submitting.is_set():
                 victim = workers[kills % len(workers)]
-                log(f"SIGKILL worker {victim.name}")
+                log(f"SIGKILL worker {victim.name}; {in_flight()}")
                 victim.kill()
                 victim.start()
                 kills += 1
                 next_kill = now + args.kill_every
             if rabbit_at and now >= rabbit_at:
-                log("restarting RabbitMQ")
+                log(f"restarting RabbitMQ; {in_flight()}")
                 sh("rabbitmqctl", "stop_app")
                 time.sleep(2)
                 sh("rabbitmqctl", "start_app")
                 rabbit_at = 0
             if pg_at and now >= pg_at:
-                log("restarting PostgreSQL")
+                log(f"restarting PostgreSQL; {in_flight()}")
                 version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[0]
                 sh("pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart")
                 pg_at = 0
@@ -170,6 +211,8 @@ def main() -> int:
                 log(f"waiting: submitted={submitted} not yet succeeded={open_runs} unpublished={unpublished}")
                 if open_runs == 0:
                     break
+            else:
+                log(f"progress: submitted={submitted}; {in_flight()}")
             time.sleep(5)
     finally:
         for worker in workers:
