@@ -196,10 +196,27 @@ class MisfirePolicy(models.TextChoices):
     SKIP = "skip", "Fire none of the missed ticks"
 
 
+class CronOrigin(models.TextChoices):
+    DECLARED = "declared", "Declared in code"
+    RUNTIME = "runtime", "Created at runtime"
+
+
 class CronSchedule(models.Model):
-    """A named cron, declared in code with ``ensure_cron`` and fired by ``runcrons``."""
+    """A named cron, fired by ``runcrons``: declared by a registrar, or created at runtime.
+
+    ``origin`` decides its lifetime: a declared one is orphaned when no registrar declares it at a
+    ``runcrons`` start; a runtime one (``ensure_cron`` from ordinary code, or the admin) stays
+    until ``delete_cron`` or the admin deletes it.
+    """
 
     name = models.CharField(max_length=200, unique=True)
+    origin = models.CharField(
+        max_length=8,
+        choices=CronOrigin.choices,
+        default=CronOrigin.DECLARED,
+        help_text="Declared by a registrar (orphaned when no longer declared) or created at runtime "
+        "(kept until deleted).",
+    )
     task_name = models.CharField(max_length=200)
     expression = models.CharField(max_length=120)
     timezone = models.CharField(max_length=64, default="UTC")
