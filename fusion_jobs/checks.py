@@ -3,51 +3,50 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.core import checks
 
-from .conf import jobs_settings
+from .conf import SETTINGS, jobs_settings
 from .registry import all_tasks
 from .utils import mask_url
 
-PUBLISH_POLICIES = ("inline", "raise", "outbox")
+_KIND_IDS = {
+    bool: "fusion_jobs.E004",
+    int: "fusion_jobs.E005",
+    float: "fusion_jobs.E005",
+    str: "fusion_jobs.E006",
+}
+
+
+def _setting_error(name: str) -> checks.CheckMessage | None:
+    """The error for one setting whose value falls outside what ``conf.SETTINGS`` declares."""
+    spec = SETTINGS[name]
+    value = getattr(jobs_settings, name)
+    problem = spec.problem(value)
+    if problem is None:
+        return None
+    shown = mask_url(value) if spec.secret and isinstance(value, str) else repr(value)
+    where = {"environment": " (from the environment)", "settings": " (in settings)"}.get(
+        jobs_settings.source(name), ""
+    )
+    default = "empty" if spec.default in ("", ()) else repr(spec.default)
+    return checks.Error(
+        f"FUSION_JOBS_{name}{where} is {shown}: {problem}.",
+        hint=f"Use {spec.expectation()}; or remove it for the default ({default}).",
+        id=spec.check_id or _KIND_IDS.get(spec.kind, "fusion_jobs.E007"),
+    )
+
+
+def _valid(name: str) -> bool:
+    return SETTINGS[name].problem(getattr(jobs_settings, name)) is None
 
 
 @checks.register("fusion_jobs")
 def check_broker_url(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    url = jobs_settings.BROKER_URL
-    if not url:
-        return []
-    if not isinstance(url, str):
-        return [
-            checks.Error(
-                "FUSION_JOBS_BROKER_URL must be a string.",
-                hint="Set it to amqp://user:password@host:5672/vhost, or leave it empty to run jobs inline.",
-                id="fusion_jobs.E001",
-            )
-        ]
-    problem = ""
-    try:
-        parts = urlsplit(url)
-        if parts.scheme not in ("amqp", "amqps"):
-            problem = f"scheme {parts.scheme or '(none)'!r} is not amqp or amqps"
-        elif not parts.hostname:
-            problem = "it names no host"
-        else:
-            _ = parts.port  # raises ValueError on a bad port
-    except ValueError as exc:
-        problem = str(exc)
-    if problem:
-        return [
-            checks.Error(
-                f"FUSION_JOBS_BROKER_URL is malformed ({mask_url(url)}): {problem}.",
-                hint="Use amqp://user:password@host:5672/vhost (RabbitMQ), or leave it empty to run jobs inline.",
-                id="fusion_jobs.E001",
-            )
-        ]
-    return []
+    error = _setting_error("BROKER_URL")
+    return [error] if error else []
 
 
 @checks.register("fusion_jobs", checks.Tags.security)
@@ -74,45 +73,43 @@ def check_no_pickle(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
 
 @checks.register("fusion_jobs")
 def check_settings_values(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    errors: list[checks.CheckMessage] = []
-    policy = jobs_settings.ON_PUBLISH_ERROR
-    if policy not in PUBLISH_POLICIES:
-        errors.append(
-            checks.Error(
-                f"FUSION_JOBS_ON_PUBLISH_ERROR is {policy!r}.",
-                hint=f"Use one of {', '.join(PUBLISH_POLICIES)} ('outbox' is the production choice).",
-                id="fusion_jobs.E003",
+    """Every setting but the broker URL (``check_broker_url``) against its declared type and range."""
+    errors = [_setting_error(name) for name in SETTINGS if name != "BROKER_URL"]
+    found: list[checks.CheckMessage] = [e for e in errors if e is not None]
+    if (
+        _valid("RETRY_MIN_BACKOFF")
+        and _valid("RETRY_MAX_BACKOFF")
+        and jobs_settings.RETRY_MIN_BACKOFF > jobs_settings.RETRY_MAX_BACKOFF
+    ):
+        found.append(
+            checks.Warning(
+                f"FUSION_JOBS_RETRY_MIN_BACKOFF ({jobs_settings.RETRY_MIN_BACKOFF:g} s) is above "
+                f"FUSION_JOBS_RETRY_MAX_BACKOFF ({jobs_settings.RETRY_MAX_BACKOFF:g} s): every retry waits the maximum.",
+                hint="Set the minimum at or below the maximum.",
+                id="fusion_jobs.W004",
             )
         )
-    for name in ("EAGER", "INLINE_RAISE", "PREPARED_STATEMENTS"):
-        if not isinstance(getattr(jobs_settings, name), bool):
-            errors.append(
-                checks.Error(
-                    f"FUSION_JOBS_{name} is {getattr(jobs_settings, name)!r}, not a boolean.",
-                    hint="Use True/False (or 1/0, true/false in the environment).",
-                    id="fusion_jobs.E004",
-                )
-            )
-    for name in (
-        "MAX_PAYLOAD_BYTES",
-        "RESULT_MAX_BYTES",
-        "DEFAULT_EXECUTION_TIMEOUT",
-        "PUBLISH_TIMEOUT",
-        "PROCESSES",
-        "THREADS",
-        "MAX_LOST_ATTEMPTS",
-        "RUN_RETENTION_DAYS",
-    ):
-        value = getattr(jobs_settings, name)
-        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-            errors.append(
-                checks.Error(
-                    f"FUSION_JOBS_{name} is {value!r}; it must be a positive number.",
-                    hint="Remove it to use the default, or set a positive number.",
-                    id="fusion_jobs.E005",
-                )
-            )
-    return errors
+    return found
+
+
+@checks.register("fusion_jobs")
+def check_shared_vhost(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Two projects on one vhost with unprefixed queues consume each other's messages."""
+    url = jobs_settings.BROKER_URL
+    if not url or not _valid("BROKER_URL") or not _valid("QUEUE_NAMESPACE") or jobs_settings.QUEUE_NAMESPACE:
+        return []
+    vhost = unquote(urlsplit(url).path[1:]) if len(urlsplit(url).path) > 1 else "/"
+    if vhost != "/":
+        return []
+    return [
+        checks.Warning(
+            "FUSION_JOBS_QUEUE_NAMESPACE is empty and the broker URL uses the default vhost '/': another "
+            "project on this RabbitMQ would share this project's queues and run (or lose) its messages.",
+            hint="Set FUSION_JOBS_QUEUE_NAMESPACE to a short project name, or give the project its own vhost "
+            "(amqp://user:password@host:5672/<vhost>).",
+            id="fusion_jobs.W003",
+        )
+    ]
 
 
 @checks.register("fusion_jobs")
@@ -130,6 +127,8 @@ def check_eager_in_production(app_configs: Any = None, **kwargs: Any) -> list[ch
 
 @checks.register("fusion_jobs")
 def check_task_timeouts(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    if not (_valid("CONSUMER_TIMEOUT") and _valid("DEFAULT_EXECUTION_TIMEOUT")):
+        return []  # check_settings_values reports it
     consumer_timeout = float(jobs_settings.CONSUMER_TIMEOUT)
     warnings: list[checks.CheckMessage] = []
     for task_obj in all_tasks().values():

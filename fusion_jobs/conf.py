@@ -1,17 +1,21 @@
-"""Every ``FUSION_JOBS_*`` setting, with its default, read on each access.
+"""Every ``FUSION_JOBS_*`` setting, with its default and what a valid value is, read on each access.
 
 A setting is looked up in Django settings first, then in the environment variable of the same
 name, then falls back to the default here. Reading on each access (as procrastinate's settings
 object does) keeps ``override_settings`` and per-test environment changes working. Values are
 validated by system checks (``fusion_jobs.checks``), not here, so a bad value never breaks an
-import.
+import: each ``Setting`` declares its type and range, and the checks report every value that
+falls outside it (a new setting adds one line here and is validated like the others).
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings as django_settings
 
@@ -20,18 +24,144 @@ PREFIX = "FUSION_JOBS_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
+#: Dramatiq's rule for queue names (``dramatiq.broker``), minus its reserved ``.DQ``/``.XQ`` suffixes.
+QUEUE_NAME = r"[A-Za-z_][A-Za-z0-9._-]*"
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _amqp_url_problem(value: str) -> str | None:
+    """What is wrong with a broker URL, never quoting it (it holds the password); None when fine."""
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        if parts.scheme not in ("amqp", "amqps"):
+            return f"scheme {parts.scheme or '(none)'!r} is not amqp or amqps"
+        if not parts.hostname:
+            return "it names no host"
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _queue_problem(value: str) -> str | None:
+    if value.endswith((".DQ", ".XQ")):
+        return "names ending in .DQ or .XQ are Dramatiq's delay and dead-letter queues"
+    return None
+
+
+def _dotted_problem(value: str) -> str | None:
+    return None if _DOTTED.match(value) else f"{value!r} is not a dotted Python path"
+
+
+def _number(value: float) -> str:
+    return f"{int(value)}" if float(value).is_integer() else f"{value:g}"
+
 
 @dataclass(frozen=True)
 class Setting:
+    """One setting: default, type, documentation, and the range a system check enforces.
+
+    ``low``/``high`` bound numbers (``low_open``: strictly above ``low``); ``choices`` or
+    ``pattern`` (a full match) constrain strings, and each item of a tuple setting; ``validate``
+    returns a problem (never quoting a secret value) or None. ``check_id`` overrides the id
+    the type implies (E004 booleans, E005 numbers, E006 strings, E007 lists); ``expect`` words
+    the valid values for the hint when the declaration alone would not say it well.
+    """
+
     default: Any
     kind: type
     doc: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple[str, ...] | None = None
+    pattern: str | None = None
+    validate: Callable[[str], str | None] | None = None
+    check_id: str | None = None
+    secret: bool = False
+    expect: str | None = None
+
+    @property
+    def constrained(self) -> bool:
+        """Whether a range is declared beyond the type (every number, string and list must have one)."""
+        if self.kind is bool:
+            return True
+        if self.kind in (int, float):
+            return self.low is not None
+        return bool(self.choices or self.pattern or self.validate)
+
+    def expectation(self) -> str:
+        """What a valid value looks like, for the check's hint."""
+        if self.expect:
+            return self.expect
+        if self.kind is bool:
+            return "True or False (1/0, true/false, yes/no, on/off in the environment)"
+        if self.kind in (int, float):
+            what = "a whole number" if self.kind is int else "a number"
+            parts = []
+            if self.low is not None:
+                parts.append(f"{'above' if self.low_open else 'at least'} {_number(self.low)}")
+            if self.high is not None:
+                parts.append(f"at most {_number(self.high)}")
+            return f"{what} {' and '.join(parts)}".strip()
+        if self.choices:
+            each = f"one of {', '.join(repr(c) for c in self.choices)}"
+        elif self.pattern:
+            each = f"matching {self.pattern}"
+        else:
+            each = "valid"
+        if self.kind is tuple:
+            return f"a list of strings (comma-separated in the environment), each {each}"
+        return f"a string {each}"
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` (as read, after coercion) is invalid, or None when it is valid."""
+        if self.kind is bool:
+            return None if isinstance(value, bool) else "not a boolean"
+        if self.kind in (int, float):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return "not a number"
+            if self.kind is int and not float(value).is_integer():
+                return "not a whole number"
+            if value != value or value in (float("inf"), float("-inf")):
+                return "not a finite number"
+            if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+                return "out of range"
+            if self.high is not None and value > self.high:
+                return "out of range"
+            return None
+        if self.kind is tuple:
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                return "not a list of strings"
+            for item in value:
+                problem = self._string_problem(item)
+                if problem:
+                    return problem
+            return None
+        if not isinstance(value, str):
+            return "not a string"
+        return self._string_problem(value)
+
+    def _string_problem(self, value: str) -> str | None:
+        if self.choices and value not in self.choices:
+            return f"{value!r} is not one of {', '.join(self.choices)}"
+        if self.pattern and not re.fullmatch(self.pattern, value):
+            return f"{value!r} does not match {self.pattern}"
+        return self.validate(value) if self.validate else None
 
 
 #: The settings table; README's table is generated from the same text.
 SETTINGS: dict[str, Setting] = {
     "BROKER_URL": Setting(
-        "", str, "RabbitMQ URL (`amqp://user:pass@host:5672/vhost`). Empty: jobs disabled, runs inline."
+        "",
+        str,
+        "RabbitMQ URL (`amqp://user:pass@host:5672/vhost`). Empty: jobs disabled, runs inline.",
+        validate=_amqp_url_problem,
+        check_id="fusion_jobs.E001",
+        secret=True,
+        expect="amqp://user:password@host:5672/vhost (RabbitMQ), or empty to run jobs inline",
     ),
     "EAGER": Setting(
         False, bool, "Run every job inline even when a broker is configured (tests, debugging)."
@@ -40,29 +170,67 @@ SETTINGS: dict[str, Setting] = {
         "inline",
         str,
         "What `enqueue()` does when publishing fails: `inline` (run it here), `raise`, or `outbox`.",
+        choices=("inline", "raise", "outbox"),
+        check_id="fusion_jobs.E003",
     ),
     "INLINE_RAISE": Setting(False, bool, "Re-raise a task's exception from an inline `enqueue()` call."),
-    "MAX_PAYLOAD_BYTES": Setting(256 * 1024, int, "Largest JSON payload `enqueue()` accepts, in bytes."),
-    "RESULT_MAX_BYTES": Setting(64 * 1024, int, "Results larger than this (as JSON) are stored truncated."),
-    "DEFAULT_QUEUE": Setting("default", str, "Queue for tasks that name none."),
-    "DEFAULT_MAX_RETRIES": Setting(3, int, "Retries after a failure for tasks that set no `max_retries`."),
-    "DEFAULT_EXECUTION_TIMEOUT": Setting(
-        600.0, float, "Execution timeout in seconds for tasks that set none."
+    "MAX_PAYLOAD_BYTES": Setting(
+        256 * 1024,
+        int,
+        "Largest JSON payload `enqueue()` accepts, in bytes.",
+        low=1,
+        high=128 * 1024 * 1024,  # RabbitMQ's default max_message_size
     ),
-    "RETRY_MIN_BACKOFF": Setting(15.0, float, "First retry delay in seconds; doubles on each retry."),
+    "RESULT_MAX_BYTES": Setting(
+        64 * 1024, int, "Results larger than this (as JSON) are stored truncated.", low=1
+    ),
+    "DEFAULT_QUEUE": Setting(
+        "default",
+        str,
+        "Queue for tasks that name none.",
+        pattern=QUEUE_NAME,
+        validate=_queue_problem,
+        expect="a queue name: a letter or '_', then letters, digits, '.', '_' or '-'",
+    ),
+    "QUEUE_NAMESPACE": Setting(
+        "",
+        str,
+        "Prefix of every queue this project declares (`<namespace>.<queue>`), so projects sharing a "
+        "RabbitMQ vhost never consume each other's messages. Empty: no prefix.",
+        pattern=r"([A-Za-z0-9_][A-Za-z0-9_-]*)?",
+        expect="letters, digits, '_' and '-' (e.g. 'shop' gives queues 'shop.default'), or empty",
+    ),
+    "DEFAULT_MAX_RETRIES": Setting(
+        3, int, "Retries after a failure for tasks that set no `max_retries`.", low=0
+    ),
+    "DEFAULT_EXECUTION_TIMEOUT": Setting(
+        600.0, float, "Execution timeout in seconds for tasks that set none.", low=0, low_open=True
+    ),
+    "RETRY_MIN_BACKOFF": Setting(
+        15.0, float, "First retry delay in seconds; doubles on each retry.", low=0, low_open=True
+    ),
     "RETRY_MAX_BACKOFF": Setting(
-        600.0, float, "Cap on the retry delay in seconds (keep under consumer timeout)."
+        600.0,
+        float,
+        "Cap on the retry delay in seconds (keep under consumer timeout).",
+        low=0,
+        low_open=True,
     ),
     "MAX_LOST_ATTEMPTS": Setting(
-        3, int, "Attempts lost to a dead worker before the run is failed instead of redelivered."
+        3, int, "Attempts lost to a dead worker before the run is failed instead of redelivered.", low=1
     ),
     "STUCK_GRACE_SECONDS": Setting(
-        120.0, float, "Grace after a run's timeout before the sweeper marks a silent `running` run lost."
+        120.0,
+        float,
+        "Grace after a run's timeout before the sweeper marks a silent `running` run lost.",
+        low=0,
     ),
     "HARD_LIMIT_GRACE": Setting(
         30.0,
         float,
         "Seconds past its timeout before a task stuck in a C call has its worker process restarted.",
+        low=0,
+        low_open=True,
     ),
     "PREPARED_STATEMENTS": Setting(
         True,
@@ -71,20 +239,41 @@ SETTINGS: dict[str, Setting] = {
         "transaction-pooling proxy that can't keep prepared statements (PgBouncer < 1.21); already "
         "off when `OPTIONS` set `server_side_binding` without `prepare_threshold`.",
     ),
-    "PUBLISH_TIMEOUT": Setting(2.0, float, "Seconds a publish may take (connect + confirm) before it fails."),
-    "CONSUMER_TIMEOUT": Setting(
-        1800.0, float, "RabbitMQ's `consumer_timeout` in seconds, used to warn about long tasks."
+    "PUBLISH_TIMEOUT": Setting(
+        2.0, float, "Seconds a publish may take (connect + confirm) before it fails.", low=0, low_open=True
     ),
-    "PROCESSES": Setting(2, int, "Worker processes started by `rundramatiq`."),
-    "THREADS": Setting(8, int, "Threads per worker process started by `rundramatiq`."),
-    "PROGRESS_INTERVAL": Setting(1.0, float, "Minimum seconds between two progress writes of one run."),
-    "RUN_RETENTION_DAYS": Setting(14, int, "Finished runs older than this are pruned."),
-    "TASK_MODULES": Setting(("tasks",), tuple, "Module names autodiscovered in every installed app."),
+    "CONSUMER_TIMEOUT": Setting(
+        1800.0,
+        float,
+        "RabbitMQ's `consumer_timeout` in seconds, used to warn about long tasks.",
+        low=0,
+        low_open=True,
+    ),
+    "PROCESSES": Setting(2, int, "Worker processes started by `rundramatiq`.", low=1, high=1024),
+    "THREADS": Setting(8, int, "Threads per worker process started by `rundramatiq`.", low=1, high=4096),
+    "PROGRESS_INTERVAL": Setting(
+        1.0, float, "Minimum seconds between two progress writes of one run.", low=0
+    ),
+    "RUN_RETENTION_DAYS": Setting(
+        14,
+        int,
+        "Finished runs older than this are pruned (0: every finished run, as `prunejobruns --days 0`).",
+        low=0,
+    ),
+    "TASK_MODULES": Setting(
+        ("tasks",),
+        tuple,
+        "Module names autodiscovered in every installed app.",
+        validate=_dotted_problem,
+        expect="a list of module names (comma-separated in the environment), e.g. ('tasks',)",
+    ),
     "CRON_REGISTRARS": Setting(
         (),
         tuple,
         "Dotted paths of functions `runcrons` calls at start-up to declare crons with `ensure_cron` "
         "(e.g. `example.agent.crons.register_agent_cron`).",
+        validate=_dotted_problem,
+        expect="a list of dotted paths to functions (comma-separated in the environment)",
     ),
     "CRON_AUTODISCOVER": Setting(
         True,
@@ -95,24 +284,33 @@ SETTINGS: dict[str, Setting] = {
         5.0,
         float,
         "Seconds between two looks of `runcrons` at the schedules (admin pauses, other processes).",
+        low=0,
+        low_open=True,
     ),
     "CRON_LEASE_TTL": Setting(
         15.0,
         float,
         "Seconds the `runcrons` leader lease lasts unrenewed: a standby takes over this long after the leader dies.",
+        low=0,
+        low_open=True,
     ),
     "CRON_GRACE": Setting(
         60.0,
         float,
         "Seconds after its time a tick still fires as on time; a later one is missed and follows the misfire policy.",
+        low=0,
     ),
     "CRON_CATCHUP_LIMIT": Setting(
-        100, int, "Most missed ticks misfire policy `all` fires after an outage (the most recent ones)."
+        100,
+        int,
+        "Most missed ticks misfire policy `all` fires after an outage (the most recent ones).",
+        low=1,
     ),
     "CRON_SKIPPED_RECORD_LIMIT": Setting(
         20,
         int,
         "Skipped ticks recorded as `skipped` runs per catch-up; the others are counted in one run's reason.",
+        low=0,
     ),
 }
 
@@ -164,3 +362,27 @@ class JobsSettings:
 
 
 jobs_settings = JobsSettings()
+
+
+def queue_namespace() -> str:
+    """``FUSION_JOBS_QUEUE_NAMESPACE`` when valid, else empty (the system check reports a bad one)."""
+    value = jobs_settings.QUEUE_NAMESPACE
+    return value if isinstance(value, str) and SETTINGS["QUEUE_NAMESPACE"].problem(value) is None else ""
+
+
+def broker_queue(queue: str) -> str:
+    """The RabbitMQ queue a logical queue name lives in: ``<namespace>.<queue>``, or the name itself.
+
+    Everything that declares, publishes to or consumes from a queue uses this name; run rows,
+    task declarations and the admin keep the logical one.
+    """
+    namespace = queue_namespace()
+    return f"{namespace}.{queue}" if namespace else queue
+
+
+def logical_queue(name: str) -> str:
+    """The inverse of :func:`broker_queue` (a name outside the namespace is returned as is)."""
+    namespace = queue_namespace()
+    if namespace and name.startswith(namespace + "."):
+        return name[len(namespace) + 1 :]
+    return name
