@@ -25,7 +25,9 @@ DATABASES = {
     }
 }
 
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp", "tests.integration.django_tasks.fjdt"]
+# Django's Tasks framework on fusion-jobs (tests/integration/django_tasks).
+TASKS = {"default": {"BACKEND": "fusion_jobs.backends.django_tasks.FusionJobsBackend"}}
 # Worker subprocesses started by the tests pass their broker here; the test process starts inline.
 FUSION_JOBS_BROKER_URL = os.environ.get("FUSION_JOBS_WORKER_BROKER_URL", "")
 FUSION_JOBS_RETRY_MIN_BACKOFF = 0.2

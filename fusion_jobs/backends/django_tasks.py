@@ -1,0 +1,411 @@
+"""A backend for Django's Tasks framework: ``@django.tasks.task`` functions run as fusion-jobs runs.
+
+``TASKS = {"default": {"BACKEND": "fusion_jobs.backends.django_tasks.FusionJobsBackend"}}``.
+The framework comes from ``django.tasks`` (Django 6) or the ``django-tasks`` backport (5.2).
+
+A Django ``Task`` that uses this backend is registered as a fusion-jobs task named after its
+``module_path`` the moment it is created (the framework validates every Task with its backend),
+so the web process and a worker that autodiscovered the same module know the same actors. A
+broker message can only name a task registered so; nothing is imported from a message. Runs
+then take fusion-jobs' one path: a ``JobRun`` row, enqueue on commit, the worker's recording,
+retries and timeouts, or inline with the same recording when no broker is configured.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+import traceback
+import uuid
+from dataclasses import dataclass, replace
+from importlib import import_module
+from importlib.util import find_spec
+from typing import Any
+
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from .. import api
+from ..context import current
+from ..exceptions import PayloadError, TaskArgumentsError, TaskDeclarationError
+from ..models import JobRun, RunMode, RunStatus
+from ..recording import db_alias
+from ..registry import Task as FusionJobsTask
+from ..registry import get_task
+from ..registry import task as fusion_task
+from ..utils import parse_duration
+
+
+def _framework_package() -> str:
+    """``django.tasks`` when this Django has it, else the backport (as django-tasks-db detects it)."""
+    return "django.tasks" if find_spec("django.tasks") is not None else "django_tasks"
+
+
+FRAMEWORK = _framework_package()
+_base = import_module(f"{FRAMEWORK}.base")
+_exceptions = import_module(f"{FRAMEWORK}.exceptions")
+_signals = import_module(f"{FRAMEWORK}.signals")
+_json = import_module("django.utils.json" if FRAMEWORK == "django.tasks" else "django_tasks.utils")
+
+BaseTaskBackend: Any = import_module(f"{FRAMEWORK}.backends.base").BaseTaskBackend
+DjangoTask: Any = _base.Task
+TaskResult: Any = _base.TaskResult
+TaskResultStatus: Any = _base.TaskResultStatus
+TaskContext: Any = _base.TaskContext
+TaskError: Any = _base.TaskError
+# The backport names its exceptions ``InvalidTaskError``; Django ``InvalidTask``.
+InvalidTask: Any = getattr(_exceptions, "InvalidTask", None) or _exceptions.InvalidTaskError
+TaskResultDoesNotExist: Any = _exceptions.TaskResultDoesNotExist
+task_enqueued: Any = _signals.task_enqueued
+task_started: Any = _signals.task_started
+task_finished: Any = _signals.task_finished
+normalize_json: Any = _json.normalize_json
+
+#: How each run status reads in the framework (README: "Django's Tasks framework").
+STATUS_MAP: dict[str, str] = {
+    RunStatus.QUEUED: "READY",
+    RunStatus.RUNNING: "RUNNING",
+    RunStatus.RETRYING: "READY",  # "ready to be executed again", in Django's words
+    RunStatus.SUCCEEDED: "SUCCESSFUL",
+    RunStatus.FAILED: "FAILED",
+    RunStatus.TIMED_OUT: "FAILED",
+    RunStatus.CANCELLED: "FAILED",
+    RunStatus.SKIPPED: "FAILED",  # "unable to start": single-flight, a stale cron tick
+}
+
+#: Backend-wide defaults (``OPTIONS``) and per-task options (``@task(max_retries=3, ...)``).
+TASK_OPTIONS = ("execution_timeout", "max_retries", "min_backoff", "max_backoff", "retry_on_timeout")
+_DURATIONS = ("execution_timeout", "min_backoff", "max_backoff")
+# fusion-jobs' rules for task and queue names (registry.py).
+_NAME = re.compile(r"^[A-Za-z0-9<][A-Za-z0-9_.:<>-]{0,199}$")
+_QUEUE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9._-]*$")
+
+
+class TaskPayloadError(PayloadError, TypeError):
+    """A Django task's arguments are not JSON (a PayloadError, and the TypeError Django raises)."""
+
+
+def _option_problem(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if key in _DURATIONS:
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            return f"{key}: {exc}"
+    elif key == "max_retries":
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"max_retries must be a whole number >= 0, got {value!r}"
+    elif key == "retry_on_timeout" and not isinstance(value, bool):
+        return f"retry_on_timeout must be True or False, got {value!r}"
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FusionTask(DjangoTask):
+    """The framework's Task plus fusion-jobs' per-task options, given to the decorator:
+    ``@task(execution_timeout="600s", max_retries=3, min_backoff=..., max_backoff=...,
+    retry_on_timeout=False)``. Unset options take the backend's ``OPTIONS``, then the settings.
+    """
+
+    execution_timeout: Any = None
+    max_retries: int | None = None
+    min_backoff: Any = None
+    max_backoff: Any = None
+    retry_on_timeout: bool | None = None
+
+
+# module_path -> the Django Task first registered under it (decorator-time options).
+_django_tasks: dict[str, Any] = {}
+
+
+def _call_signature(func: Any, takes_context: bool) -> inspect.Signature:
+    """The function's signature as callers see it: without the ``context`` a context task takes."""
+    signature = inspect.signature(func)
+    if takes_context:
+        signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+    return signature
+
+
+def _class_path(error: str, trace: str) -> str:
+    """``module.Class`` of a recorded exception: the traceback's last line names it fully."""
+    lines = [line for line in trace.strip().splitlines() if line and not line.startswith(" ")]
+    head = (lines[-1] if lines else error).split(":", 1)[0].strip()
+    if not head or " " in head:
+        head = error.split(":", 1)[0].strip() or "Exception"
+    return head if "." in head else f"builtins.{head}"
+
+
+def _timed_out(exc: BaseException) -> bool:
+    # dramatiq is only loaded on a worker: look it up rather than import it in a web process.
+    time_limit = sys.modules.get("dramatiq.middleware.time_limit")
+    return time_limit is not None and isinstance(exc, time_limit.TimeLimitExceeded)
+
+
+def _result(task: Any, row: JobRun, alias: str) -> Any:
+    """The framework's view of a run: status, times, errors, workers and return value from the row."""
+    log = [entry for entry in (row.attempt_log or []) if isinstance(entry, dict)]
+    worker_ids = [str(entry.get("worker") or "") for entry in log]
+    if row.attempts > len(log) and row.status not in (RunStatus.QUEUED, RunStatus.RETRYING):
+        worker_ids.append(row.worker)
+    errors = [
+        TaskError(
+            exception_class_path=_class_path(str(entry.get("error") or ""), ""),
+            traceback=str(entry.get("error") or ""),
+        )
+        for entry in log
+        if entry.get("outcome") in ("failed", "timed_out") and entry.get("error")
+    ]
+    if row.status in (RunStatus.FAILED, RunStatus.TIMED_OUT) and row.error:
+        errors.append(
+            TaskError(
+                exception_class_path=_class_path(row.error, row.traceback),
+                traceback=row.traceback or row.error,
+            )
+        )
+    first_start = log[0].get("started_at") if log else None
+    result = TaskResult(
+        task=task,
+        id=str(row.pk),
+        status=TaskResultStatus(STATUS_MAP.get(str(row.status), "FAILED")),
+        enqueued_at=row.enqueued_at,
+        started_at=_parse_time(first_start) or row.started_at,
+        finished_at=row.finished_at,
+        last_attempted_at=row.started_at,
+        args=[],
+        kwargs=dict(row.kwargs or {}),
+        backend=alias,
+        errors=errors,
+        worker_ids=worker_ids,
+    )
+    if row.status == RunStatus.SUCCEEDED:
+        object.__setattr__(result, "_return_value", row.result)
+    return result
+
+
+def _parse_time(value: Any) -> Any:
+    return parse_datetime(value) if isinstance(value, str) else None
+
+
+def _execute(name: str, kwargs: dict[str, Any]) -> Any:
+    """One attempt of a Django task, on a worker or inline: signals, context, async, return value."""
+    django_task = _django_tasks[name]
+    fusion = get_task(name)
+    ctx = current()
+    row = JobRun.objects.using(db_alias()).get(pk=ctx.attempt.run_id) if ctx else None
+    if row is None:  # called outside a run (tests calling the registered function directly)
+        return django_task.call(**kwargs)
+    backend = django_task.get_backend()
+    sender = type(backend)
+    task_result = _result(django_task, row, backend.alias)
+    if row.mode == RunMode.INLINE and row.attempts == 1:
+        # Inline, the run happens inside enqueue(): the framework's order is enqueued, started.
+        ready = replace(
+            task_result,
+            status=TaskResultStatus.READY,
+            started_at=None,
+            last_attempted_at=None,
+            worker_ids=[],
+        )
+        task_enqueued.send(sender=sender, task_result=ready)
+    task_started.send(sender=sender, task_result=task_result)
+    try:
+        if django_task.takes_context:
+            value = django_task.call(TaskContext(task_result=task_result), **kwargs)
+        else:
+            value = django_task.call(**kwargs)
+        value = normalize_json(value)
+    except BaseException as exc:
+        timed_out = _timed_out(exc)
+        retryable = not isinstance(exc, TaskArgumentsError) and (not timed_out or fusion.retry_on_timeout)
+        final = (
+            row.mode == RunMode.INLINE
+            or not retryable
+            or (ctx is not None and ctx.attempt.retries_done >= fusion.effective_max_retries)
+        )
+        if final:
+            task_result.errors.append(
+                TaskError(
+                    exception_class_path=f"{type(exc).__module__}.{type(exc).__qualname__}",
+                    traceback="".join(traceback.format_exception(exc)),
+                )
+            )
+            object.__setattr__(task_result, "status", TaskResultStatus.FAILED)
+            object.__setattr__(task_result, "finished_at", timezone.now())
+            task_finished.send(sender=sender, task_result=task_result)
+        raise
+    object.__setattr__(task_result, "status", TaskResultStatus.SUCCESSFUL)
+    object.__setattr__(task_result, "finished_at", timezone.now())
+    object.__setattr__(task_result, "_return_value", value)
+    task_finished.send(sender=sender, task_result=task_result)
+    return value
+
+
+def _runner(name: str, django_task: Any) -> Any:
+    """The function registered with fusion-jobs for a Django task: its name, its call signature."""
+
+    def run(**kwargs: Any) -> Any:
+        return _execute(name, kwargs)
+
+    func = django_task.func
+    run.__module__ = func.__module__
+    run.__qualname__ = func.__qualname__
+    run.__name__ = func.__name__
+    run.__doc__ = func.__doc__
+    run.__signature__ = _call_signature(func, django_task.takes_context)  # type: ignore[attr-defined]
+    return run
+
+
+class FusionJobsBackend(BaseTaskBackend):
+    """Django Tasks backend on fusion-jobs: Dramatiq + RabbitMQ, run history in PostgreSQL."""
+
+    task_class = FusionTask
+    supports_defer = hasattr(api, "enqueue_at")
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = False
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        self.problems = self._option_problems()
+
+    def _option_problems(self) -> list[str]:
+        problems = []
+        if not isinstance(self.options, dict):
+            return [f"OPTIONS must be a dict, got {type(self.options).__name__}"]
+        unknown = sorted(set(self.options) - set(TASK_OPTIONS))
+        if unknown:
+            problems.append(f"unknown OPTIONS {', '.join(unknown)}; known: {', '.join(TASK_OPTIONS)}")
+        for key in TASK_OPTIONS:
+            problem = _option_problem(key, self.options.get(key))
+            if problem:
+                problems.append(f"OPTIONS {problem}")
+        for queue in sorted(self.queues):
+            if not isinstance(queue, str) or not _QUEUE.match(queue) or queue.endswith((".DQ", ".XQ")):
+                problems.append(f"QUEUES: bad queue name {queue!r} (letters, digits, '.', '_', '-')")
+        return problems
+
+    def _configured(self) -> None:
+        if self.problems:
+            raise ImproperlyConfigured(f"TASKS[{self.alias!r}]: {self.problems[0]}")
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        return [
+            checks.Error(f"TASKS[{self.alias!r}]: {problem}", id="fusion_jobs.E050")
+            for problem in self.problems
+        ]
+
+    def validate_task(self, task: Any) -> None:
+        """The framework's rules, plus fusion-jobs' (arguments by name, option values), then register."""
+        super().validate_task(task)
+        path = task.module_path
+        if not _NAME.match(path):
+            raise InvalidTask(f"{path}: fusion-jobs task names are at most 200 characters")
+        for param in _call_signature(task.func, task.takes_context).parameters.values():
+            if param.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL):
+                raise InvalidTask(
+                    f"{path}: parameter {param.name!r} can't be passed by name; "
+                    "fusion-jobs stores a task's arguments by name"
+                )
+        for key in TASK_OPTIONS:
+            problem = _option_problem(key, getattr(task, key, None))
+            if problem:
+                raise InvalidTask(f"{path}: {problem}")
+        self._register(task)
+
+    def _register(self, task: Any) -> FusionJobsTask:
+        self._configured()
+        name = task.module_path
+        known = _django_tasks.get(name)
+        if known is not None and known.func is task.func:
+            return get_task(name)
+        options: dict[str, Any] = {"name": name, "queue": task.queue_name}
+        for key in TASK_OPTIONS:
+            value = getattr(task, key, None)
+            if value is None:
+                value = self.options.get(key)
+            if value is not None:
+                options[key] = value
+        options["description"] = (inspect.getdoc(task.func) or "").split("\n")[0]
+        try:
+            registered = fusion_task(**options)(_runner(name, task))
+        except TaskDeclarationError as exc:
+            raise InvalidTask(str(exc)) from None
+        _django_tasks[name] = task
+        return registered
+
+    def _arguments(self, task: Any, args: Any, kwargs: Any) -> dict[str, Any]:
+        """Bind to the signature by name (TaskArgumentsError), then Django's JSON normalisation."""
+        signature = _call_signature(task.func, task.takes_context)
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TaskArgumentsError(f"{task.module_path}: {exc}") from None
+        payload: dict[str, Any] = {}
+        for param_name, value in bound.arguments.items():
+            if signature.parameters[param_name].kind is inspect.Parameter.VAR_KEYWORD:
+                payload.update(value)
+            else:
+                payload[param_name] = value
+        try:
+            normalized: dict[str, Any] = normalize_json(payload)
+        except (TypeError, ValueError) as exc:
+            raise TaskPayloadError(f"{task.module_path}: arguments are not JSON: {exc}") from None
+        return normalized
+
+    def enqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
+        self.validate_task(task)
+        fusion = self._register(task)
+        if task.queue_name != fusion.queue:
+            fusion = replace(fusion, queue=task.queue_name)
+        payload = self._arguments(task, args, kwargs)
+        if task.run_after is not None:
+            handle = api.enqueue_at(task.run_after, fusion, **payload)  # type: ignore[attr-defined]
+        else:
+            handle = api.enqueue(fusion, **payload)
+        if handle.mode == "inline":
+            # Run already (outside a transaction) or on commit; either way the row tells.
+            return self._get(task, handle.run_id)
+        result = TaskResult(
+            task=task,
+            id=handle.run_id,
+            status=TaskResultStatus.READY,
+            enqueued_at=timezone.now(),
+            started_at=None,
+            finished_at=None,
+            last_attempted_at=None,
+            args=list(args),
+            kwargs=dict(kwargs),
+            backend=self.alias,
+            errors=[],
+            worker_ids=[],
+        )
+        task_enqueued.send(sender=type(self), task_result=result)
+        return result
+
+    def _get(self, task: Any, result_id: str) -> Any:
+        row = JobRun.objects.using(db_alias()).filter(pk=result_id).first()
+        if row is None:
+            raise TaskResultDoesNotExist(result_id)
+        return _result(task, row, self.alias)
+
+    def get_result(self, result_id: str) -> Any:
+        try:
+            uuid.UUID(str(result_id))
+        except ValueError:
+            raise TaskResultDoesNotExist(result_id) from None
+        row = JobRun.objects.using(db_alias()).filter(pk=result_id).first()
+        if row is None:
+            raise TaskResultDoesNotExist(result_id)
+        task = _django_tasks.get(row.task_name)
+        if task is None or task.backend != self.alias:
+            raise TaskResultDoesNotExist(f"run {result_id} is not a task of the {self.alias!r} backend")
+        if row.queue != task.queue_name and row.queue in self.queues:
+            task = task.using(queue_name=row.queue)
+        return _result(task, row, self.alias)
+
+
+__all__ = ["FRAMEWORK", "STATUS_MAP", "FusionJobsBackend", "FusionTask", "TaskPayloadError"]

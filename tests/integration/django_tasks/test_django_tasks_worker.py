@@ -1,0 +1,137 @@
+"""Conformance of the Django Tasks backend on the real RabbitMQ and PostgreSQL with a real worker.
+
+Every status path (success, failure, retry, timeout, cancel), ``get_result`` across processes,
+context and async tasks on the worker, and the framework's signals sent by the worker.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from django.db import transaction
+
+from fusion_jobs.backends.django_tasks import FRAMEWORK, TaskResultStatus
+from fusion_jobs.models import JobRun
+from fusion_jobs.recording import cancel
+from tests.conftest import wait_for
+from tests.integration.django_tasks.fjdt import tasks as t
+from tests.testapp.models import Marker
+
+if FRAMEWORK == "django.tasks":
+    from django.tasks import task_backends
+else:
+    from django_tasks import task_backends
+
+pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
+
+
+def finished(task: Any, result_id: str) -> Any:
+    result = task.get_result(result_id)
+    return result if result.is_finished else None
+
+
+def signals_of(result_id: str) -> list[tuple[str, str]]:
+    rows = Marker.objects.filter(label=f"signal:{result_id}").order_by("id")
+    return [(m.value["signal"], m.value["status"]) for m in rows]
+
+
+def test_success_on_the_worker_read_back_here(broker_settings, worker):
+    result = t.record.enqueue("dt-worker", {"n": 1})
+    assert result.status == TaskResultStatus.READY
+    assert result.args == ["dt-worker", {"n": 1}]
+    done = wait_for(lambda: finished(t.record, result.id), what="the Django task to finish")
+    assert done.status == TaskResultStatus.SUCCESSFUL
+    assert done.return_value["label"] == "dt-worker"
+    assert done.return_value["pid"] != os.getpid()  # it ran on the worker
+    assert done.attempts == 1 and done.worker_ids == [JobRun.objects.get(pk=result.id).worker]
+    assert done.enqueued_at <= done.started_at <= done.finished_at
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == done.return_value
+    row = JobRun.objects.get(pk=result.id)
+    assert (row.mode, row.task_name, row.status) == ("worker", t.record.module_path, "succeeded")
+    assert signals_of(result.id) == [("started", "RUNNING"), ("finished", "SUCCESSFUL")]
+
+
+def test_failure_on_the_worker(broker_settings, worker):
+    result = t.fail.enqueue("dt-fail")
+    done = wait_for(lambda: finished(t.fail, result.id))
+    assert done.status == TaskResultStatus.FAILED
+    assert [e.exception_class_path for e in done.errors] == [
+        "tests.integration.django_tasks.fjdt.tasks.PlannedError"
+    ]
+    assert "planned failure dt-fail" in done.errors[0].traceback
+    assert signals_of(result.id) == [("started", "RUNNING"), ("finished", "FAILED")]
+
+
+def test_retries_then_success_with_every_attempt_seen(broker_settings, worker):
+    result = t.flaky.enqueue("dt-flaky", 2)
+    done = wait_for(lambda: finished(t.flaky, result.id), timeout=30)
+    assert done.status == TaskResultStatus.SUCCESSFUL and done.return_value == "ok"
+    assert done.attempts == 3 and len(done.worker_ids) == 3
+    assert [e.exception_class_path for e in done.errors] == ["builtins.RuntimeError"] * 2
+    # task_started on every attempt, task_finished once, when the task is finished.
+    assert signals_of(result.id) == [("started", "RUNNING")] * 3 + [("finished", "SUCCESSFUL")]
+
+
+def test_retrying_reads_as_ready(broker_settings, worker):
+    result = t.flaky.enqueue("dt-retrying", 2)
+    wait_for(lambda: JobRun.objects.get(pk=result.id).status == "retrying" or None, timeout=30)
+    # A run between attempts is READY again (it may have moved on by the time we read it).
+    seen = t.flaky.get_result(result.id).status
+    assert seen in (TaskResultStatus.READY, TaskResultStatus.RUNNING, TaskResultStatus.SUCCESSFUL)
+    wait_for(lambda: finished(t.flaky, result.id), timeout=30)
+
+
+def test_timeout_is_failed_with_the_time_limit_error(broker_settings, worker):
+    result = t.sleeper.enqueue(10)
+    done = wait_for(lambda: finished(t.sleeper, result.id), timeout=30)
+    assert done.status == TaskResultStatus.FAILED
+    assert JobRun.objects.get(pk=result.id).status == "timed_out"
+    assert done.errors[-1].exception_class_path == "dramatiq.middleware.time_limit.TimeLimitExceeded"
+
+
+def test_cancelled_before_start_is_failed_and_never_runs(broker_settings, worker):
+    with transaction.atomic():
+        result = t.record.enqueue("dt-cancelled")
+        cancel([result.id])
+    done = wait_for(lambda: finished(t.record, result.id))
+    assert done.status == TaskResultStatus.FAILED
+    assert JobRun.objects.get(pk=result.id).status == "cancelled"
+    wait_for(lambda: JobRun.objects.get(pk=result.id).published_at is not None, what="publish")
+    assert not Marker.objects.filter(label="dt-cancelled").exists()
+
+
+def test_takes_context_on_every_attempt(broker_settings, worker):
+    result = t.with_context.enqueue(label="dt-ctx", failures=1)
+    done = wait_for(lambda: finished(t.with_context, result.id), timeout=30)
+    assert done.status == TaskResultStatus.SUCCESSFUL
+    seen = [m.value for m in Marker.objects.filter(label="dt-ctx").order_by("id")]
+    assert [s["attempt"] for s in seen] == [1, 2]
+    assert {s["id"] for s in seen} == {result.id}
+    assert [s["workers"] for s in seen] == [1, 2]
+    assert done.return_value["attempt"] == 2
+
+
+def test_async_task_on_the_worker(broker_settings, worker):
+    result = t.async_add.enqueue(2, 40)
+    done = wait_for(lambda: finished(t.async_add, result.id))
+    assert done.status == TaskResultStatus.SUCCESSFUL
+    assert done.return_value["sum"] == 42 and done.return_value["pid"] != os.getpid()
+
+
+def test_rolled_back_enqueue_publishes_nothing(broker_settings, worker):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        result = t.record.enqueue("dt-rollback")
+        raise RuntimeError("roll back")
+    probe = t.record.enqueue("dt-after-rollback")
+    wait_for(lambda: finished(t.record, probe.id))
+    assert not JobRun.objects.filter(pk=result.id).exists()
+    assert not Marker.objects.filter(label="dt-rollback").exists()
+
+
+def test_get_result_through_the_backend_handler(broker_settings, worker):
+    result = t.add.enqueue(20, 1)
+    wait_for(lambda: finished(t.add, result.id))
+    assert task_backends["default"].get_result(result.id).return_value == 21
