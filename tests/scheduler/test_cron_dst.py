@@ -92,3 +92,24 @@ def test_the_shifted_spring_tick_survives_a_restart_inside_the_gap():
     [result] = fire_due(clock=clock, publisher=Publisher(Recorder()))
     assert [tick for tick, _ in result.fired] == [utc(2026, 3, 29, 1, 30)]
     assert CronSchedule.objects.get().next_fire_at == utc(2026, 3, 30, 0, 30)
+
+
+def test_firing_across_spring_forward_records_the_monday_tick():
+    # Issue 13: the clock walks from Saturday to Wednesday; the stored next fire after Sunday's
+    # midnight used to be Tuesday's, so Monday's run was never recorded.
+    zone = ZoneInfo("Europe/Berlin")
+    start = datetime(2026, 3, 28, 12, tzinfo=zone).astimezone(UTC)
+    fusion_jobs.ensure_cron(
+        "t-cron-record", "t-cron-dst", "0 0 * * *", {"label": "d"}, timezone="Europe/Berlin"
+    )
+    CronSchedule.objects.update(
+        next_fire_at=CrontabTrigger("0 0 * * *", "Europe/Berlin").next_at_or_after(start)
+    )
+    clock = FakeClock(start)
+    publisher = Publisher(Recorder())
+    while clock() < datetime(2026, 4, 1, 12, tzinfo=zone):
+        fire_due(clock=clock, publisher=publisher)
+        clock.advance(seconds=1800)
+    fired = [run.scheduled_for.astimezone(zone) for run in JobRun.objects.order_by("scheduled_for")]
+    assert [(t.day, t.hour) for t in fired] == [(29, 0), (30, 0), (31, 0), (1, 0)]
+    assert not JobRun.objects.filter(status="skipped").exists()
