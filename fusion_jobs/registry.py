@@ -217,6 +217,10 @@ def get_task(name_or_task: str | Task) -> Task:
         pass
     import difflib
 
+    # A Django Tasks framework Task that fusion_jobs.backends.django_tasks registered: by its path.
+    path = getattr(name_or_task, "module_path", None)
+    if isinstance(path, str) and path in _registry:
+        return _registry[path]
     if not isinstance(name_or_task, str):
         raise UnknownTaskError(f"expected a task or a task name, got {type(name_or_task).__name__}")
     close = difflib.get_close_matches(name_or_task, list(_registry), n=3, cutoff=0.6)

@@ -270,3 +270,21 @@ def test_options_become_the_registered_tasks_defaults():
 
 def test_jobs_status_lists_django_tasks():
     assert t.add.module_path in fusion_jobs.get_jobs_status()["tasks"]
+
+
+def test_ensure_cron_and_enqueue_accept_a_django_task():
+    schedule = fusion_jobs.ensure_cron(t.record, "dt-cron", "*/5 * * * *", input={"label": "from-cron"})
+    assert schedule.task_name == t.record.module_path
+    again = fusion_jobs.ensure_cron(t.record, "dt-cron", "*/5 * * * *", input={"label": "from-cron"})
+    assert again.updated_at == schedule.updated_at  # idempotent
+    with pytest.raises(fusion_jobs.TaskArgumentsError):
+        fusion_jobs.ensure_cron(t.record, "dt-cron-bad", "*/5 * * * *", input={"lable": "typo"})
+    handle = fusion_jobs.enqueue(t.add, a=1, b=2)
+    assert t.add.get_result(handle.run_id).return_value == 3
+
+
+@pytest.mark.skipif(not hasattr(api, "enqueue_at"), reason="needs the delayed start (enqueue_at)")
+def test_run_after_without_a_broker_runs_now():
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    result = t.add.using(run_after=when).enqueue(1, 2)
+    assert result.status == TaskResultStatus.SUCCESSFUL  # inline ignores the start time, as logged

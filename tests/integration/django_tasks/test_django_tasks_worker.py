@@ -6,12 +6,16 @@ context and async tasks on the worker, and the framework's signals sent by the w
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import time
 from typing import Any
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
+from fusion_jobs import api
 from fusion_jobs.backends.django_tasks import FRAMEWORK, TaskResultStatus
 from fusion_jobs.models import JobRun
 from fusion_jobs.recording import cancel
@@ -135,3 +139,20 @@ def test_get_result_through_the_backend_handler(broker_settings, worker):
     result = t.add.enqueue(20, 1)
     wait_for(lambda: finished(t.add, result.id))
     assert task_backends["default"].get_result(result.id).return_value == 21
+
+
+@pytest.mark.skipif(not hasattr(api, "enqueue_at"), reason="needs the delayed start (enqueue_at)")
+def test_run_after_is_not_run_early_and_runs_once(broker_settings, worker):
+    when = timezone.now() + dt.timedelta(seconds=4)
+    result = t.record.using(run_after=when).enqueue("dt-deferred")
+    assert result.status == TaskResultStatus.READY
+    row = JobRun.objects.get(pk=result.id)
+    assert row.next_attempt_at == when and row.published_at is None
+    time.sleep(1.5)
+    assert t.record.get_result(result.id).status == TaskResultStatus.READY
+    assert not Marker.objects.filter(label="dt-deferred").exists()
+    done = wait_for(lambda: finished(t.record, result.id), timeout=60, what="the deferred run")
+    assert done.status == TaskResultStatus.SUCCESSFUL
+    assert done.started_at >= when
+    time.sleep(1)
+    assert Marker.objects.filter(label="dt-deferred").count() == 1
