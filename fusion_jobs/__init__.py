@@ -15,6 +15,7 @@ from .exceptions import (
     UnknownTaskError,
 )
 from .registry import Task, task
+from .scheduler.crontab import next_fire_times
 from .scheduler.declare import ensure_cron
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ __all__ = [
     "ensure_cron",
     "get_jobs_status",
     "is_jobs_enabled",
+    "next_fire_times",
     "report_progress",
     "task",
 ]
