@@ -16,7 +16,7 @@ from .exceptions import (
 )
 from .registry import Task, task
 from .scheduler.crontab import next_fire_times
-from .scheduler.declare import ensure_cron
+from .scheduler.declare import delete_cron, ensure_cron
 
 __version__ = "0.1.0"
 
@@ -30,6 +30,7 @@ __all__ = [
     "TaskArgumentsError",
     "UnknownTaskError",
     "current_run_id",
+    "delete_cron",
     "enqueue",
     "enqueue_many",
     "ensure_cron",

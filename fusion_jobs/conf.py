@@ -26,6 +26,8 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 #: Dramatiq's rule for queue names (``dramatiq.broker``), minus its reserved ``.DQ``/``.XQ`` suffixes.
 QUEUE_NAME = r"[A-Za-z_][A-Za-z0-9._-]*"
+#: Five fields or an @nickname, or empty: the shape only (``runcrons`` reports a bad field by name).
+_CRONTAB_SHAPE = r"\s*(@[a-z]+|\S+(\s+\S+){4})?\s*"
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -311,6 +313,20 @@ SETTINGS: dict[str, Setting] = {
         int,
         "Skipped ticks recorded as `skipped` runs per catch-up; the others are counted in one run's reason.",
         low=0,
+    ),
+    "CRON_PRUNE_RUNS": Setting(
+        "17 3 * * *",
+        str,
+        "Crontab (UTC) on which `runcrons` schedules `fusion-jobs-prune-runs`. Empty: not scheduled.",
+        pattern=_CRONTAB_SHAPE,
+        expect="a five-field crontab expression or @nickname (e.g. '17 3 * * *'), or empty to turn it off",
+    ),
+    "CRON_SWEEP_STUCK": Setting(
+        "*/5 * * * *",
+        str,
+        "Crontab (UTC) on which `runcrons` schedules `fusion-jobs-sweep-stuck`. Empty: not scheduled.",
+        pattern=_CRONTAB_SHAPE,
+        expect="a five-field crontab expression or @nickname (e.g. '*/5 * * * *'), or empty to turn it off",
     ),
 }
 

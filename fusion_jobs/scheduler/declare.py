@@ -1,16 +1,28 @@
-"""``ensure_cron``: declare a schedule in code, idempotently (the seed's ``ensureCron``).
+"""``ensure_cron`` and ``delete_cron``: schedules declared in code or created at runtime.
 
-Crons are declared from code, one place per app: a function listed in
-``FUSION_JOBS_CRON_REGISTRARS``, or ``register_crons()`` in an app's ``crons`` module. ``runcrons``
-calls them all at start-up (:func:`load_declarations`), then marks every schedule no longer
-declared as orphaned (:func:`mark_orphans`): it stops firing and stays visible, never deleted.
+A schedule has one of two origins, and the origin decides its lifetime:
+
+* **declared**: ``ensure_cron`` called by a registrar, a function listed in
+  ``FUSION_JOBS_CRON_REGISTRARS`` or ``register_crons()`` in an app's ``crons`` module (and the
+  built-in maintenance crons). ``runcrons`` calls them all at start-up (:func:`load_declarations`),
+  then marks every declared schedule no registrar declared again as orphaned
+  (:func:`mark_orphans`): it stops firing and stays visible, never deleted.
+* **runtime**: ``ensure_cron`` called anywhere else (a view, a shell, a data migration), or the
+  admin. No start-up touches it: it fires until :func:`delete_cron` or the admin deletes it.
+
+The origin comes from where the call runs, not from an argument: inside :func:`load_declarations`
+it is declared, elsewhere runtime. A runtime call on a name a registrar declares updates it but
+leaves it declared (the code still owns it); a registrar taking over a runtime name makes it
+declared.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -27,16 +39,29 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fusion_jobs.crons")
 
 MISFIRE_POLICIES = ("latest", "all", "skip")
+# CronOrigin's values (fusion_jobs.models is not importable before Django's apps are ready).
+DECLARED, RUNTIME = "declared", "runtime"
 INPUT_MAX_BYTES = 256 * 1024
 
 _declared: set[str] = set()
 _declared_lock = threading.Lock()
+_declaring: ContextVar[bool] = ContextVar("fusion_jobs_cron_declaring", default=False)
 
 
 def declared_names() -> set[str]:
-    """Names passed to ``ensure_cron`` in this process (what ``runcrons`` keeps; the rest is orphaned)."""
+    """Names registrars passed to ``ensure_cron`` in this process (the declared schedules ``runcrons`` keeps)."""
     with _declared_lock:
         return set(_declared)
+
+
+@contextmanager
+def declaring() -> Iterator[None]:
+    """Mark the ``ensure_cron`` calls made inside as declarations (registrars run inside it)."""
+    token = _declaring.set(True)
+    try:
+        yield
+    finally:
+        _declaring.reset(token)
 
 
 def cron_trigger(expr: str, tz: str) -> CrontabTrigger:
@@ -71,6 +96,8 @@ def ensure_cron(
     resets nor skips the schedule (missed ticks then follow ``misfire``). A paused schedule stays
     paused. A bad expression or timezone, an unknown task, input that is not a JSON object or
     does not fit the task's arguments: each raises here, at the declaration, not at 3 a.m.
+    Called by a registrar the schedule is *declared*, from anywhere else *runtime* (module
+    docstring); a running ``runcrons`` picks either up at its next poll.
     """
     from django.db import transaction
     from django.utils import timezone as dj_timezone
@@ -96,15 +123,7 @@ def ensure_cron(
     first = trigger.next_at_or_after(now)
     if first is None:
         raise CronError(f"cron {name!r}: expression {expr!r} never fires")
-    if input is not None and not isinstance(input, dict):
-        raise PayloadError(
-            f"cron {name!r}: input must be a dict of keyword arguments, got {type(input).__name__}"
-        )
-    payload, _ = json_roundtrip(dict(input or {}), task_name=f"cron {name!r}", max_bytes=INPUT_MAX_BYTES)
-    try:
-        task_obj.check_arguments(payload)
-    except TypeError as exc:
-        raise CronError(f"cron {name!r}: input does not fit task {task_obj.name!r}: {exc}") from None
+    payload = check_input(task_obj, name, input)
 
     wanted = {
         "task_name": task_obj.name,
@@ -116,16 +135,23 @@ def ensure_cron(
         "enabled": bool(enabled),
         "orphaned": False,
     }
-    with _declared_lock:
-        _declared.add(name)
+    declared = _declaring.get()
+    if declared:
+        with _declared_lock:
+            _declared.add(name)
     with transaction.atomic():
         schedule = CronSchedule.objects.select_for_update().filter(name=name).first()
         if schedule is None:
             schedule, created = CronSchedule.objects.get_or_create(
-                name=name, defaults={**wanted, "next_fire_at": first}
+                name=name,
+                defaults={**wanted, "origin": DECLARED if declared else RUNTIME, "next_fire_at": first},
             )
             if created:
                 return schedule
+        if declared:
+            wanted["origin"] = DECLARED  # a registrar takes the name over
+        elif schedule.origin != DECLARED or schedule.orphaned:
+            wanted["origin"] = RUNTIME  # a declared one stays declared while its registrar declares it
         changed = {key: value for key, value in wanted.items() if getattr(schedule, key) != value}
         if not changed:
             return schedule
@@ -144,6 +170,44 @@ def ensure_cron(
     return schedule
 
 
+def check_input(task_obj: Task, name: str, input: Any) -> dict[str, Any]:
+    """The schedule's input as it will be stored: a JSON object that fits the task's arguments."""
+    if input is not None and not isinstance(input, dict):
+        raise PayloadError(
+            f"cron {name!r}: input must be a dict of keyword arguments, got {type(input).__name__}"
+        )
+    payload, _ = json_roundtrip(dict(input or {}), task_name=f"cron {name!r}", max_bytes=INPUT_MAX_BYTES)
+    try:
+        task_obj.check_arguments(payload)
+    except TypeError as exc:
+        raise CronError(f"cron {name!r}: input does not fit task {task_obj.name!r}: {exc}") from None
+    return dict(payload)
+
+
+def delete_cron(name: str) -> bool:
+    """Delete the runtime schedule ``name``; False when there is none (calling it twice is fine).
+
+    Its past runs stay in the history, unlinked. A schedule a registrar declares is refused
+    (CronError): the next ``runcrons`` start would declare it again; remove it from the code and
+    it is orphaned, after which it can be deleted here. A running ``runcrons`` stops firing it at
+    its next poll.
+    """
+    from ..models import CronSchedule
+
+    schedule = CronSchedule.objects.filter(name=name).first()
+    if schedule is None:
+        return False
+    if schedule.origin == DECLARED and not schedule.orphaned:
+        raise CronError(
+            f"cron {name!r} is declared in code by a registrar: remove it there (it is then orphaned at "
+            "the next runcrons start), or pause it"
+        )
+    deleted, _ = CronSchedule.objects.filter(pk=schedule.pk).delete()
+    if deleted:
+        logger.info("cron %s deleted", name)
+    return bool(deleted)
+
+
 # --- Declarations at start-up -----------------------------------------------------------------
 
 
@@ -155,13 +219,19 @@ class Declarations:
     errors: list[str] = field(default_factory=list)
 
 
+#: Declares the built-in maintenance crons (prune, sweep) unless their settings turn them off.
+MAINTENANCE_REGISTRAR = "fusion_jobs.tasks.register_maintenance_crons"
+
+
 def _registrars() -> list[tuple[str, Callable[[], Callable[[], Any] | None]]]:
     from django.apps import apps
     from django.utils.module_loading import import_string, module_has_submodule
 
     from ..conf import jobs_settings
 
-    found: list[tuple[str, Callable[[], Callable[[], Any] | None]]] = []
+    found: list[tuple[str, Callable[[], Callable[[], Any] | None]]] = [
+        (MAINTENANCE_REGISTRAR, partial(import_string, MAINTENANCE_REGISTRAR))
+    ]
     for path in jobs_settings.CRON_REGISTRARS or ():
         found.append((str(path), partial(import_string, str(path))))
     if jobs_settings.CRON_AUTODISCOVER:
@@ -180,7 +250,8 @@ def _register_crons_of(module_path: str) -> Callable[[], Any] | None:
 
 
 def load_declarations() -> Declarations:
-    """Call every registrar once: ``FUSION_JOBS_CRON_REGISTRARS``, then each app's ``crons.register_crons``.
+    """Call every registrar once: the maintenance crons', ``FUSION_JOBS_CRON_REGISTRARS``, then each
+    app's ``crons.register_crons``.
 
     A function reached both ways (listed, and aliased as ``register_crons``) runs once. A
     registrar that fails is reported, not raised, so the other apps' crons still run.
@@ -193,7 +264,8 @@ def load_declarations() -> Declarations:
             if function is None or id(function) in seen:
                 continue
             seen.add(id(function))
-            function()
+            with declaring():
+                function()
             result.sources.append(source)
         except Exception as exc:
             logger.exception("cron registrar %s failed", source)
@@ -202,12 +274,15 @@ def load_declarations() -> Declarations:
 
 
 def mark_orphans(declared: set[str]) -> list[str]:
-    """Mark schedules that are not in ``declared`` as orphaned (they stop firing); return their names."""
+    """Mark declared schedules not in ``declared`` as orphaned (they stop firing); return their names.
+
+    Runtime schedules are never orphaned: no registrar declares them.
+    """
     from django.utils import timezone as dj_timezone
 
     from ..models import CronSchedule
 
-    stale = CronSchedule.objects.filter(orphaned=False).exclude(name__in=declared)
+    stale = CronSchedule.objects.filter(orphaned=False, origin=DECLARED).exclude(name__in=declared)
     names = sorted(stale.values_list("name", flat=True))
     if names:
         CronSchedule.objects.filter(name__in=names).update(orphaned=True, updated_at=dj_timezone.now())

@@ -20,7 +20,9 @@ Differences from APScheduler's contract, on purpose:
 * **Removing a job marks its row orphaned instead of deleting it**: it stops firing and its run
   history stays linked. ``lookup_job`` no longer sees it; adding it again brings it back.
 * Only jobs this store can write as columns are accepted (``fire`` with the schedule name, a
-  :class:`CrontabTrigger`, a task name); anything else raises ValueError, never pickles.
+  :class:`CrontabTrigger`, a task name, ``max_instances=1``, ``coalesce=True``,
+  ``misfire_grace_time=None``); anything else raises ValueError instead of being pickled or
+  silently read back different.
 """
 
 from __future__ import annotations
@@ -91,6 +93,12 @@ def _columns(job: Job) -> dict[str, Any]:
         problems.append("its kwargs name no 'task'")
     if set(kwargs) - {"task", "input"}:
         problems.append(f"unexpected kwargs {sorted(set(kwargs) - {'task', 'input'})}")
+    # Fixed for every cron (job_state): a tick is claimed once, lateness is the misfire policy.
+    # Storing another value would silently read back as these.
+    for attribute, fixed in (("max_instances", 1), ("coalesce", True), ("misfire_grace_time", None)):
+        value = getattr(job, attribute, fixed)
+        if value != fixed:
+            problems.append(f"its {attribute} is {value!r}, and every cron here has {fixed!r}")
     if problems:
         raise ValueError(
             f"job {job.id!r} cannot be stored as plain columns (no pickle here): {'; '.join(problems)}"

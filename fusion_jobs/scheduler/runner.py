@@ -11,6 +11,11 @@ store is :class:`.jobstore.DjangoJobStore`, plain columns). Processing the due j
 overridden: APScheduler would enumerate every missed run time in memory (unbounded after a long
 outage or a clock jump) and then advance the job itself, whereas here ``fire()`` decides the
 missed ticks from the row with the schedule's misfire policy, bounded, and advances the row.
+
+Nothing about the schedules is held in memory between rounds: each round (at most
+``FUSION_JOBS_CRON_POLL_INTERVAL`` apart) reads the rows, so a schedule created, edited, paused,
+resumed or deleted anywhere (runtime code, the admin, another host) is seen within one poll, by
+whichever process leads. Start-up only declares: runtime schedules are left as they are.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.schedulers.blocking import BlockingScheduler
 from django.db import DatabaseError, InterfaceError
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from ..conf import jobs_settings
@@ -115,6 +121,7 @@ class CronScheduler(BlockingScheduler):
         self.clock = clock
         self.publish_fn = publish_fn
         self._standby_announced = False
+        self._seen: tuple[int, datetime | None] | None = None
 
     def _wait(self) -> float:
         # Renew well within the lease's lifetime, however long the poll interval.
@@ -141,6 +148,7 @@ class CronScheduler(BlockingScheduler):
         firing.runtime.clock, firing.runtime.publisher = self.clock, publisher
         firing.runtime.fired_by = self.lease.holder
         try:
+            self._note_changes()
             keep_broker_alive()
             firing.publish_pending(publisher=publisher)
             wait = self._fire_due()
@@ -154,6 +162,17 @@ class CronScheduler(BlockingScheduler):
             logger.exception("cron round failed; retrying in %.0f s", self._wait())
             return self._wait()
         return min(wait, self._wait()) if wait is not None else self._wait()
+
+    def _note_changes(self) -> None:
+        """Log when the schedules changed since the last round (created, edited, paused, deleted).
+
+        Nothing needs reloading: every round reads the rows (``get_due_jobs``), and ``fire`` re-reads
+        the row it fires. The line tells an operator when this process saw a change.
+        """
+        seen = schedule_signature()
+        if self._seen is not None and seen != self._seen:
+            logger.info("schedules changed (%d now); this round uses them", seen[0])
+        self._seen = seen
 
     def _fire_due(self) -> float | None:
         """Submit every due job once (``fire`` handles its missed ticks); return seconds to the next."""
@@ -172,6 +191,16 @@ class CronScheduler(BlockingScheduler):
         if not next_times:
             return None
         return max(0.0, (min(next_times) - self.clock()).total_seconds())
+
+
+def schedule_signature() -> tuple[int, datetime | None]:
+    """How many schedules there are and when the latest changed: one cheap aggregate per round.
+
+    A deletion lowers the count; anything else (a creation, an edit, a pause, a resume, an
+    orphaning) moves ``updated_at`` (the admin's and ``ensure_cron``'s writes set it).
+    """
+    row = CronSchedule.objects.aggregate(count=Count("pk"), latest=Max("updated_at"))
+    return int(row["count"]), row["latest"]
 
 
 def _schedule_lines(now: datetime) -> list[str]:
@@ -196,7 +225,7 @@ def _schedule_lines(now: datetime) -> list[str]:
         )
         lines.append(
             f"  {schedule.name}: '{schedule.expression}' {schedule.timezone} -> {schedule.task_name} "
-            f"[{state}] misfire={policy} next={nxt}{overdue}"
+            f"[{state}] {schedule.origin} misfire={policy} next={nxt}{overdue}"
         )
     return lines
 

@@ -10,12 +10,15 @@ from django.utils import timezone
 import fusion_jobs
 from fusion_jobs.exceptions import CronError, PayloadError, UnknownTaskError
 from fusion_jobs.models import CronSchedule, JobRun
-from fusion_jobs.scheduler.declare import load_declarations, mark_orphans
+from fusion_jobs.scheduler.declare import MAINTENANCE_REGISTRAR, load_declarations, mark_orphans
 from fusion_jobs.scheduler.firing import Publisher, fire_due
 from fusion_jobs.scheduler.triggers import CrontabTrigger
 from tests.scheduler import cron_registrars
 
 pytestmark = pytest.mark.django_db
+
+#: Declared by every runcrons start unless their settings turn them off (fusion_jobs.tasks).
+MAINTENANCE = ("fusion-jobs-prune-runs", "fusion-jobs-sweep-stuck")
 
 
 def snapshot() -> list[tuple]:
@@ -39,7 +42,7 @@ def test_ten_calls_and_ten_restarts_leave_one_unchanged_row(settings):
     after_restarts = snapshot()
     assert CronSchedule.objects.filter(name="t-cron-nightly").count() == 1
     assert [row for row in after_restarts if row[0] == "t-cron-nightly"] == before
-    assert [row[0] for row in after_restarts] == ["t-cron-a", "t-cron-b", "t-cron-nightly"]
+    assert [row[0] for row in after_restarts] == [*MAINTENANCE, "t-cron-a", "t-cron-b", "t-cron-nightly"]
 
 
 def test_a_missed_next_fire_time_is_kept_by_a_restart():
@@ -125,11 +128,11 @@ def test_schedules_no_longer_declared_are_orphaned_not_deleted(settings, recorde
     load_declarations()
     settings.FUSION_JOBS_CRON_REGISTRARS = ["tests.scheduler.cron_registrars.register_only_a"]
     load_declarations()
-    assert mark_orphans({"t-cron-a"}) == ["t-cron-b"]
+    assert mark_orphans({"t-cron-a", *MAINTENANCE}) == ["t-cron-b"]
     b = CronSchedule.objects.get(name="t-cron-b")
     assert b.orphaned and not b.active
     # An orphan does not fire, even when long overdue.
-    CronSchedule.objects.update(next_fire_at=clock())  # 12:00, a tick of both
+    CronSchedule.objects.filter(name__startswith="t-cron-").update(next_fire_at=clock())  # 12:00, both tick
     clock.advance(seconds=30)
     fired = fire_due(clock=clock, publisher=Publisher(recorder))
     assert [r.name for r in fired if r.fired] == ["t-cron-a"]
@@ -148,11 +151,11 @@ def test_a_failing_registrar_is_reported_and_blocks_orphan_marking(settings):
         "tests.scheduler.cron_registrars.no_such_function",
     ]
     result = load_declarations()
-    assert result.sources == ["tests.scheduler.cron_registrars.register_only_a"]
+    assert result.sources == [MAINTENANCE_REGISTRAR, "tests.scheduler.cron_registrars.register_only_a"]
     assert len(result.errors) == 2
     assert "register_broken: CronError: bad cron expression '61 * * * *'" in result.errors[0]
     assert "no_such_function" in result.errors[1]
-    assert list(CronSchedule.objects.values_list("name", flat=True)) == ["t-cron-a"]
+    assert list(CronSchedule.objects.values_list("name", flat=True)) == [*MAINTENANCE, "t-cron-a"]
 
 
 def test_registrar_listed_and_autodiscovered_runs_once(settings):
@@ -162,8 +165,8 @@ def test_registrar_listed_and_autodiscovered_runs_once(settings):
     settings.FUSION_JOBS_CRON_AUTODISCOVER = True
     result = load_declarations()
     assert result.errors == []
-    assert result.sources == ["example.agent.crons.register_agent_cron"]
-    assert CronSchedule.objects.count() == 6
+    assert result.sources == [MAINTENANCE_REGISTRAR, "example.agent.crons.register_agent_cron"]
+    assert CronSchedule.objects.exclude(name__in=MAINTENANCE).count() == 6
 
 
 def test_settings_registrars_are_called_in_order(settings):

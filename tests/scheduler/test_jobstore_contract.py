@@ -241,3 +241,26 @@ def test_admin_pause_and_disable_read_as_paused_jobs(scheduler):
     CronSchedule.objects.filter(name="t-cron-b").update(enabled=False)
     assert store.get_due_jobs(T0 + timedelta(days=1)) == []
     assert [job.next_run_time for job in store.get_all_jobs()] == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value"), [("max_instances", 6), ("coalesce", False), ("misfire_grace_time", 30)]
+)
+def test_an_attribute_the_store_cannot_keep_is_refused_not_dropped(store, scheduler, attribute, value):
+    # APScheduler's own test_update_job sets max_instances=6 and reads it back; a store that keeps
+    # every cron at one instance must refuse it, not silently read back 1.
+    store.add_job(make_job(scheduler, "t-cron-a", T0))
+    job = store.lookup_job("t-cron-a")
+    job._modify(**{attribute: value})
+    other = make_job(scheduler, "t-cron-b", T0)
+    other._modify(**{attribute: value})
+    if is_ours(store):
+        with pytest.raises(ValueError, match=rf"its {attribute} is {value!r}"):
+            store.update_job(job)
+        with pytest.raises(ValueError, match="cannot be stored as plain columns"):
+            store.add_job(other)
+        assert getattr(store.lookup_job("t-cron-a"), attribute) != value
+        assert store.lookup_job("t-cron-b") is None
+    else:
+        store.update_job(job)
+        assert getattr(store.lookup_job("t-cron-a"), attribute) == value
