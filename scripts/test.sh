@@ -14,3 +14,14 @@ echo "test: migrations"
 .venv/bin/python manage.py makemigrations --check --dry-run
 echo "test: pytest"
 .venv/bin/python -m pytest "$@"
+# Second pass: the same suite on Django 6.1 (django.tasks built in; Python 3.12). Lint and types once.
+echo "test: pytest on Django 6.1"
+status=0
+scripts/setup-django61.sh || status=$?
+if [ "$status" = 3 ] && [ "${CI:-}" != "true" ]; then
+  echo "test: Django 6.1 pass skipped here (no Python 3.12); CI=true fails instead"
+elif [ "$status" != 0 ]; then
+  exit "$status"
+else
+  .venv-django61/bin/python -m pytest "$@"
+fi
