@@ -53,6 +53,8 @@ def setup_django() -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "example.settings"
     os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB}"
     os.environ["DJANGO_DEBUG"] = "0"
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-a-secret")  # none with DEBUG off
+    os.environ.setdefault("DJANGO_HTTPS", "0")  # the test client speaks plain HTTP
     os.environ.pop("FUSION_JOBS_BROKER_URL", None)
     sys.path.insert(0, str(ROOT))
     import django

@@ -15,6 +15,8 @@ from example.settings import *  # noqa: F403
 from example.settings import INSTALLED_APPS
 
 DEBUG = False  # DEBUG keeps every SQL statement in memory
+SECRET_KEY = "bench-only-not-a-secret"  # example.settings has none with DEBUG off
+SECURE_SSL_REDIRECT = False  # plain HTTP on loopback
 INSTALLED_APPS = [*INSTALLED_APPS, "bench.app", "django_dramatiq"]
 
 if os.environ.get("FJ_BENCH_DB", "postgres") == "sqlite":

@@ -3,6 +3,11 @@
 Runs with no environment at all: SQLite in the repository and jobs inline. ``DATABASE_URL``
 (``postgres://...``) switches the database and ``FUSION_JOBS_BROKER_URL`` (``amqp://...``)
 turns the background workers on.
+
+Safe by default: ``DEBUG`` is off unless ``DJANGO_DEBUG=1`` (``scripts/run-example.sh`` sets it for
+local development), and with ``DEBUG`` off there is no fallback ``SECRET_KEY``: the web process refuses
+to start without ``DJANGO_SECRET_KEY`` (``example/wsgi.py``). Production settings (``DEBUG`` off) pass
+``manage.py check --deploy``; README "Deploying" lists every variable.
 """
 
 from __future__ import annotations
@@ -14,11 +19,44 @@ import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-example-key-change-me")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1").lower() in ("1", "true", "yes", "on")
+
+def env_flag(name: str, default: bool) -> bool:
+    """``1/true/yes/on`` (any case) is on, anything else set is off."""
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value.strip().lower() in ("1", "true", "yes", "on")
+
+
+DEBUG = env_flag("DJANGO_DEBUG", False)
+#: Used only with DEBUG on (local development). With DEBUG off, an unset DJANGO_SECRET_KEY leaves
+#: SECRET_KEY empty: Django then refuses anything that signs, and example/wsgi.py refuses to serve.
+DEV_SECRET_KEY = "insecure-development-only-key-never-used-with-debug-off"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "") or (DEV_SECRET_KEY if DEBUG else "")
 ALLOWED_HOSTS = [
-    h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h
+    h.strip()
+    for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",")
+    if h.strip()
 ]
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+]
+
+# HTTPS: on by default with DEBUG off (behind a TLS proxy, set DJANGO_SECURE_PROXY_SSL_HEADER=1 so a request
+# that came in over HTTPS is not redirected again). DJANGO_HTTPS=0 is for plain HTTP on localhost only (the
+# compose file's default), and then check --deploy rightly warns about the cookies.
+HTTPS = env_flag("DJANGO_HTTPS", not DEBUG)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "31536000")) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_flag("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_flag("DJANGO_HSTS_PRELOAD", False)
+if env_flag("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Submitting a domain to the browsers' HSTS preload list is a decision per domain: opt in with
+# DJANGO_HSTS_PRELOAD=1; until then check --deploy's reminder about it is silenced.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+# Error pages (the DEBUG page included) mask passwords inside URLs and connection settings.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "example.core.debug.PasswordMaskingFilter"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -126,6 +164,25 @@ AGENT_RETENTION_BATCH = 500
 DOCUMENTS_EMBEDDER = os.environ.get("DOCUMENTS_EMBEDDER", "auto")
 DOCUMENTS_EMBED_BUDGET_SECONDS = float(os.environ.get("DOCUMENTS_EMBED_BUDGET_SECONDS", "540"))
 DOCUMENTS_MAX_UPLOAD_BYTES = int(os.environ.get("DOCUMENTS_MAX_UPLOAD_BYTES", str(50 * 1024 * 1024)))
+# The million-page PDF: refused at upload (the probe counts pages without reading them) and by the job.
+DOCUMENTS_MAX_PAGES = int(os.environ.get("DOCUMENTS_MAX_PAGES", "5000"))
+# Inline (no broker), the job runs inside the upload's request: a tight budget, and long PDFs need a worker.
+DOCUMENTS_INLINE_BUDGET_SECONDS = float(os.environ.get("DOCUMENTS_INLINE_BUDGET_SECONDS", "60"))
+DOCUMENTS_INLINE_MAX_PAGES = int(os.environ.get("DOCUMENTS_INLINE_MAX_PAGES", "1000"))
+# Per-user rate limits ("count/seconds") on the two actions that start work; see example/core/ratelimit.py.
+DOCUMENTS_UPLOAD_RATE_LIMIT = os.environ.get("DOCUMENTS_UPLOAD_RATE_LIMIT", "20/3600")
+SANDBOX_ENQUEUE_RATE_LIMIT = os.environ.get("SANDBOX_ENQUEUE_RATE_LIMIT", "10/60")
+# A queued run older than this, with no run started for as long, means no worker is running (sandbox notice).
+SANDBOX_NO_WORKER_AFTER_SECONDS = int(os.environ.get("SANDBOX_NO_WORKER_AFTER_SECONDS", "60"))
+# Request size: an oversized upload is refused from its Content-Length, before the body is read
+# (example/documents/uploads.py); other request bodies stay under Django's 2.5 MB default.
+FILE_UPLOAD_HANDLERS = [
+    "example.documents.uploads.RequestSizeLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
 LOGGING = {
     "version": 1,

@@ -25,6 +25,8 @@ DATABASES = {
     }
 }
 
+SECRET_KEY = "tests-only-not-a-secret"  # example.settings has none with DEBUG off
+SECURE_SSL_REDIRECT = False  # the test client speaks plain HTTP (production redirects to HTTPS)
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp", "tests.integration.django_tasks.fjdt"]
 # Django's Tasks framework on fusion-jobs (tests/integration/django_tasks).
 TASKS = {"default": {"BACKEND": "fusion_jobs.backends.django_tasks.FusionJobsBackend"}}

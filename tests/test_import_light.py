@@ -56,6 +56,8 @@ def test_no_pika_and_no_network_without_a_broker(tmp_path):
         DJANGO_SETTINGS_MODULE="example.settings",
         DATABASE_URL=f"sqlite:///{tmp_path / 'probe.sqlite3'}",
         MEDIA_ROOT=str(tmp_path / "media"),
+        DJANGO_HTTPS="0",  # the test client speaks plain HTTP (DEBUG off redirects to HTTPS)
+        DJANGO_SECRET_KEY="tests-only-not-a-secret",  # none by default with DEBUG off
     )
     out = subprocess.run(
         [sys.executable, "-c", PROBE],

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from .extract import DEFAULT_MAX_BYTES
+from .extract import DEFAULT_MAX_BYTES, DEFAULT_MAX_PAGES
 
 DEFAULT_EMBEDDER = "auto"
 DEFAULT_EMBED_BUDGET_SECONDS = 540.0
+DEFAULT_INLINE_BUDGET_SECONDS = 60.0
+DEFAULT_INLINE_MAX_PAGES = 1000
+DEFAULT_UPLOAD_RATE_LIMIT = "20/3600"
 
 
 def embedder_setting() -> str:
@@ -24,3 +27,28 @@ def max_upload_bytes() -> int:
 def embed_budget_seconds() -> float:
     """``DOCUMENTS_EMBED_BUDGET_SECONDS``: the whole job must fit in it (it sits under the 600 s cap)."""
     return float(getattr(settings, "DOCUMENTS_EMBED_BUDGET_SECONDS", DEFAULT_EMBED_BUDGET_SECONDS))
+
+
+def max_pages() -> int:
+    """``DOCUMENTS_MAX_PAGES``: PDFs with more pages are refused at upload (the probe counts them) and by the job."""
+    return int(getattr(settings, "DOCUMENTS_MAX_PAGES", DEFAULT_MAX_PAGES))
+
+
+def inline_budget_seconds() -> float:
+    """``DOCUMENTS_INLINE_BUDGET_SECONDS``: the whole job's time when it runs inline, inside a web request."""
+    return float(getattr(settings, "DOCUMENTS_INLINE_BUDGET_SECONDS", DEFAULT_INLINE_BUDGET_SECONDS))
+
+
+def inline_max_pages() -> int:
+    """``DOCUMENTS_INLINE_MAX_PAGES``: longer PDFs need a worker; inline they fail at once with that message."""
+    return int(getattr(settings, "DOCUMENTS_INLINE_MAX_PAGES", DEFAULT_INLINE_MAX_PAGES))
+
+
+def upload_rate_limit() -> str:
+    """``DOCUMENTS_UPLOAD_RATE_LIMIT``: uploads per user, ``"count/seconds"``."""
+    return str(getattr(settings, "DOCUMENTS_UPLOAD_RATE_LIMIT", DEFAULT_UPLOAD_RATE_LIMIT))
+
+
+def max_request_bytes() -> int:
+    """The largest upload request accepted before its body is read: the file limit plus form overhead."""
+    return max_upload_bytes() + 256 * 1024

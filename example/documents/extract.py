@@ -1,7 +1,10 @@
 """Turn an uploaded PDF, .txt or .md file into a list of page texts.
 
-PDFs go through pypdfium2: it is permissively licensed and measured 8x faster than pypdf on this machine
-(about 1.3 s for 1000 pages, with flat memory because every page is closed as soon as it is read).
+PDFs go through pypdfium2: it is permissively licensed and measured 8x faster than pypdf on this machine,
+with flat memory because every page is closed as soon as it is read (``bench/documents.py`` measures it).
+PDFium is entered one call at a time (:data:`PDFIUM_LOCK`), but the lock is taken per page, never for a
+whole document: a long PDF does not stall every other upload. A PDF with more pages than the caller's
+``max_pages`` is refused before any page is read, and ``deadline`` bounds the time spent reading.
 Text files are split into pseudo-pages so that chunks can still point at "page N" in the viewer.
 
 Every failure a user can cause raises a subclass of :class:`ExtractionError` whose ``str()`` is meant to be
@@ -14,6 +17,7 @@ import codecs
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +30,7 @@ ProgressCallback = Callable[[int, int], None]
 
 MB = 1024 * 1024
 DEFAULT_MAX_BYTES = 50 * MB
+DEFAULT_MAX_PAGES = 5000
 PSEUDO_PAGE_CHARS = 3000
 PROGRESS_EVERY = 50
 SNIFF_BYTES = 2048
@@ -55,7 +60,7 @@ _BINARY_MAGICS: tuple[tuple[bytes, str], ...] = (
 _CONTROL_CHARS = {c: None for c in range(32) if c not in (9, 10, 12)} | {2: "-"}
 _MIN_TEXT_CHARS = 20
 # PDFium may not be entered from two threads at once, not even for different documents: any other code in
-# this process that calls pypdfium2 must hold this lock too.
+# this process that calls pypdfium2 must hold this lock too (for one call or one page, not a document).
 PDFIUM_LOCK = threading.Lock()
 
 
@@ -90,6 +95,21 @@ class FileTooLarge(ExtractionError):
         self.size = size
         self.max_bytes = max_bytes
         super().__init__(f"file too large: {size / MB:.1f} MB, limit {max_bytes / MB:.1f} MB")
+
+
+class TooManyPages(ExtractionError):
+    code = "too_many_pages"
+
+    def __init__(self, pages: int, max_pages: int) -> None:
+        self.pages = pages
+        self.max_pages = max_pages
+        super().__init__(f"too many pages: {pages:,}, limit {max_pages:,}")
+
+
+class OverBudget(ExtractionError):
+    """Reading took longer than the caller's deadline (inline processing has a tight one)."""
+
+    code = "over_budget"
 
 
 class CorruptPdf(ExtractionError):
@@ -152,10 +172,15 @@ def extract(
     content_type: str | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     on_page: ProgressCallback | None = None,
+    *,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    deadline: float | None = None,
 ) -> Extracted:
     """Extract page texts from a path or in-memory bytes (type checks as in :func:`sniff`).
 
-    ``on_page(done, total)`` is called every ``PROGRESS_EVERY`` pages and once at the end.
+    ``on_page(done, total)`` is called every ``PROGRESS_EVERY`` pages and once at the end. A PDF of more
+    than ``max_pages`` pages raises :class:`TooManyPages` before any page is read; past ``deadline``
+    (a ``time.monotonic()`` value) reading stops with :class:`OverBudget`.
     """
     if isinstance(path_or_bytes, bytes):
         size, head = len(path_or_bytes), path_or_bytes[:SNIFF_BYTES]
@@ -167,7 +192,7 @@ def extract(
     kind = sniff(head, filename, size, max_bytes, content_type)
 
     if kind == "pdf":
-        pages = _pdf_pages(path_or_bytes, on_page)
+        pages = _pdf_pages(path_or_bytes, on_page, max_pages, deadline)
         if _text_too_sparse(pages):
             raise NoTextError()
         return Extracted(pages=pages, kind=kind)
@@ -180,11 +205,6 @@ def extract(
     if on_page is not None:
         on_page(len(pages), len(pages))
     return Extracted(pages=pages, kind=kind)
-
-
-def _pdf_pages(source: str | Path | bytes, on_page: ProgressCallback | None) -> list[str]:
-    with PDFIUM_LOCK:
-        return _pdf_pages_locked(source, on_page)
 
 
 def probe_pdf(source: str | Path | bytes) -> int:
@@ -217,37 +237,56 @@ def _open_pdf(source: str | Path | bytes) -> Any:
         raise CorruptPdf() from exc
 
 
-def _pdf_pages_locked(source: str | Path | bytes, on_page: ProgressCallback | None) -> list[str]:
-    import pypdfium2 as pdfium
-
-    doc = _open_pdf(source)
+def _pdf_pages(
+    source: str | Path | bytes, on_page: ProgressCallback | None, max_pages: int, deadline: float | None
+) -> list[str]:
+    """Read every page's text, holding ``PDFIUM_LOCK`` for one page at a time."""
+    with PDFIUM_LOCK:
+        doc = _open_pdf(source)
     pages: list[str] = []
     failed = 0
     try:
-        total = len(doc)
+        with PDFIUM_LOCK:
+            total = len(doc)
+        if total > max_pages:
+            raise TooManyPages(total, max_pages)
         for index in range(total):
-            try:
-                page = doc[index]
-                try:
-                    textpage = page.get_textpage()
-                    try:
-                        pages.append(_clean_pdf_text(textpage.get_text_range()))
-                    finally:
-                        textpage.close()
-                finally:
-                    page.close()
-            except pdfium.PdfiumError:
-                logger.warning("page %d of %d could not be read; keeping it empty", index + 1, total)
+            if deadline is not None and time.monotonic() > deadline:
+                raise OverBudget(f"reading stopped after {index:,} of {total:,} pages: over the time budget")
+            with PDFIUM_LOCK:
+                text = _page_text(doc, index, total)
+            if text is None:
                 failed += 1
-                pages.append("")
+                text = ""
+            pages.append(text)
             done = index + 1
             if on_page is not None and (done % PROGRESS_EVERY == 0 or done == total):
                 on_page(done, total)
     finally:
-        doc.close()
+        with PDFIUM_LOCK:
+            doc.close()
     if failed == total:
         raise CorruptPdf("the PDF is damaged: none of its pages could be read")
     return pages
+
+
+def _page_text(doc: Any, index: int, total: int) -> str | None:
+    """One page's text (the caller holds ``PDFIUM_LOCK``), or None when PDFium cannot read it."""
+    import pypdfium2 as pdfium
+
+    try:
+        page = doc[index]
+        try:
+            textpage = page.get_textpage()
+            try:
+                return _clean_pdf_text(textpage.get_text_range())
+            finally:
+                textpage.close()
+        finally:
+            page.close()
+    except pdfium.PdfiumError:
+        logger.warning("page %d of %d could not be read; keeping it empty", index + 1, total)
+        return None
 
 
 def _clean_pdf_text(text: str) -> str:

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import Any
 
 from django import forms
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.uploadedfile import UploadedFile
 
 from . import conf
-from .extract import SNIFF_BYTES, ExtractionError, Kind, probe_pdf, sniff
+from .extract import SNIFF_BYTES, ExtractionError, Kind, TooManyPages, probe_pdf, sniff
 from .models import Document
 
 ACCEPT = ".pdf,.txt,.md,.markdown,application/pdf,text/plain,text/markdown"
+#: File systems allow 255 bytes per name; keep room for the suffix storage adds to avoid a clash.
+MAX_NAME_BYTES = 200
+MAX_SUFFIX_CHARS = 16
+NAME_TOO_LONG = (
+    f"file name too long: at most {MAX_NAME_BYTES} bytes (UTF-8); rename the file and upload it again"
+)
+BAD_NAME = "the file name cannot be stored: rename the file and upload it again"
 
 
 class UploadForm(forms.Form):
@@ -39,14 +49,17 @@ class UploadForm(forms.Form):
         """
         upload: UploadedFile = self.cleaned_data["file"]
         name = upload.name or ""
+        check_file_name(name)
         try:
             upload.seek(0)
             head = upload.read(SNIFF_BYTES)
             upload.seek(0)
             self.kind = sniff(head, name, upload.size or 0, conf.max_upload_bytes(), upload.content_type)
             if self.kind == "pdf":
-                probe_pdf(_pdf_source(upload))
+                pages = probe_pdf(_pdf_source(upload))
                 upload.seek(0)
+                if pages > conf.max_pages():
+                    raise TooManyPages(pages, conf.max_pages())
         except ExtractionError as exc:
             raise forms.ValidationError(str(exc), code=exc.code) from exc
         return upload
@@ -62,9 +75,35 @@ class UploadForm(forms.Form):
             content_type=(upload.content_type or "")[:100],
             size=upload.size or 0,
         )
-        document.file.save(name, upload, save=False)
+        try:
+            document.file.save(name, upload, save=False)
+        except SuspiciousFileOperation as exc:
+            raise forms.ValidationError(BAD_NAME, code="bad_name") from exc
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            raise forms.ValidationError(NAME_TOO_LONG, code="name_too_long") from exc
         document.save()
         return document
+
+
+def check_file_name(name: str) -> None:
+    """Refuse a name the storage would choke on (``OSError: File name too long``, ``SuspiciousFileOperation``).
+
+    Characters outside the BMP take four bytes each, so a name that Django's character count accepts can
+    still be too long for the file system.
+    """
+    base = Path(name).name
+    if len(os.fsencode(base)) > MAX_NAME_BYTES:
+        raise forms.ValidationError(NAME_TOO_LONG, code="name_too_long")
+    if len(Path(base).suffix) > MAX_SUFFIX_CHARS:
+        raise forms.ValidationError(BAD_NAME, code="bad_name")
+    try:
+        stored = Document._meta.get_field("file").generate_filename(None, base)
+    except SuspiciousFileOperation as exc:
+        raise forms.ValidationError(BAD_NAME, code="bad_name") from exc
+    if not Path(stored).stem:
+        raise forms.ValidationError(BAD_NAME, code="bad_name")
 
 
 def _pdf_source(upload: UploadedFile) -> str | bytes:

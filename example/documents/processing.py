@@ -35,11 +35,12 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 import fusion_jobs
+from fusion_jobs.models import JobRun, RunMode
 
 from . import conf, search
 from .chunking import chunk_pages, window_for
 from .embedders import Embedder, EmbeddingTooSlow, embed_in_batches, fit_budget, get_embedder
-from .extract import ExtractionError, NoTextError, extract
+from .extract import ExtractionError, NoTextError, TooManyPages, extract
 from .models import Chunk, Document, DocumentStatus
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,16 @@ class BadConfiguration(ProcessingError):
     code = "bad_configuration"
 
 
+class TooLargeForInline(ProcessingError):
+    code = "too_large_for_inline"
+
+    def __init__(self, pages: int, limit: int) -> None:
+        super().__init__(
+            f"too many pages to process inline, inside a web request: {pages:,}, limit {limit:,} "
+            "(run a worker: set FUSION_JOBS_BROKER_URL)"
+        )
+
+
 class Superseded(Exception):
     """Another run started on the document after this one: its result wins, this one's is dropped."""
 
@@ -94,6 +105,14 @@ class _Job:
     started: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)
     page_count: int | None = None
+    inline: bool = False
+
+    def budget_seconds(self) -> float:
+        """The whole job's budget: tight inline (a web request is waiting), the embed budget on a worker."""
+        return conf.inline_budget_seconds() if self.inline else conf.embed_budget_seconds()
+
+    def remaining(self) -> float:
+        return self.budget_seconds() - (time.perf_counter() - self.started)
 
     def lap(self, stage: str, since: float) -> None:
         """Record a stage's duration and publish it at once, so the document page shows it live."""
@@ -108,7 +127,8 @@ def process_document(document_id: int, *, embedder: Embedder | None = None) -> d
     ``document_id`` and ``status`` ("ready", "failed", "missing" or "superseded"), plus counts and
     timings when ready, or ``error_class``/``error_code``/``error`` when failed.
     """
-    job = _Job(document_id=document_id, run_id=fusion_jobs.current_run_id())
+    run_id = fusion_jobs.current_run_id()
+    job = _Job(document_id=document_id, run_id=run_id, inline=_runs_inline(run_id))
     try:
         document = _claim(job)
     except DocumentGone:
@@ -135,6 +155,14 @@ def process_document(document_id: int, *, embedder: Embedder | None = None) -> d
         if _is_time_limit(exc):
             _fail(job, exc, f"processing took longer than the job's {_time_limit():.0f} s limit")
         raise
+
+
+def _runs_inline(run_id: str | None) -> bool:
+    """Inside a web request (an inline run, or called directly): the tight inline budget applies."""
+    if run_id is None:
+        return True
+    mode = JobRun.objects.filter(pk=run_id).values_list("mode", flat=True).first()
+    return mode != RunMode.WORKER
 
 
 def _claim(job: _Job) -> Document:
@@ -166,13 +194,21 @@ def _run(job: _Job, document: Document, embedder: Embedder | None) -> dict[str, 
     since = time.perf_counter()
     report("extract", 0, None)
     source = _source(document)
-    extracted = extract(
-        source,
-        document.original_name or Path(document.file.name).name,
-        document.content_type or None,
-        max_bytes=conf.max_upload_bytes(),
-        on_page=lambda done, total: report("extract", done, total),
-    )
+    page_limit = min(conf.max_pages(), conf.inline_max_pages()) if job.inline else conf.max_pages()
+    try:
+        extracted = extract(
+            source,
+            document.original_name or Path(document.file.name).name,
+            document.content_type or None,
+            max_bytes=conf.max_upload_bytes(),
+            on_page=lambda done, total: report("extract", done, total),
+            max_pages=page_limit,
+            deadline=time.monotonic() + job.remaining(),
+        )
+    except TooManyPages as exc:
+        if job.inline and exc.pages <= conf.max_pages():
+            raise TooLargeForInline(exc.pages, page_limit) from exc
+        raise
     job.page_count = extracted.page_count
     job.lap("extract", since)
 
@@ -186,8 +222,7 @@ def _run(job: _Job, document: Document, embedder: Embedder | None) -> dict[str, 
     job.lap("chunk", since)
 
     # Refuse now rather than be killed at the cap after minutes of work (a big PDF with MiniLM).
-    remaining = conf.embed_budget_seconds() - (time.perf_counter() - job.started)
-    embedder = fit_budget(embedder, len(specs), remaining, fallback=None)
+    embedder = fit_budget(embedder, len(specs), job.remaining(), fallback=None)
 
     since = time.perf_counter()
     report("embed", 0, len(specs))

@@ -1,6 +1,8 @@
 """Pages of the documents demo: list + upload, a document, its live status, search, reprocess.
 
-No login is required (it is a demo): anonymous uploads have no owner. Everything that starts processing
+Reading is open (it is a demo); uploading and reprocessing need a login, uploads are rate-limited per
+user (``DOCUMENTS_UPLOAD_RATE_LIMIT``), and only a document's owner or staff may reprocess it. An
+oversized upload is refused before its body is read (``uploads.py``). Everything that starts processing
 does so through :func:`~example.documents.jobs.kick_processing` *after* the transaction that wrote
 the document has committed, so a worker can always read what it is handed.
 """
@@ -9,20 +11,25 @@ from __future__ import annotations
 
 import logging
 
+from django import forms
 from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from example.core.ratelimit import Rate, hit
 from fusion_jobs import get_jobs_status
 from fusion_jobs.models import JobRun
 
-from . import retrieval
+from . import conf, retrieval
 from . import status as doc_status
 from .forms import UploadForm
 from .jobs import INLINE, QUEUED, kick_processing, mark_pending
 from .models import Chunk, Document, DocumentStatus
+from .uploads import REFUSED
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +66,26 @@ def _kick_after_commit(request: HttpRequest, document: Document, done: str) -> N
 
 @require_http_methods(["GET", "POST"])
 def document_list(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST" and not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
     form = UploadForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            document = form.save(owner=request.user)
-            _kick_after_commit(request, document, "uploaded")
-        return redirect(document)
+    status, refusal = 200, ""
+    if request.method == "POST":
+        refused = request.META.get(REFUSED)
+        wait = 0 if refused else hit("upload", str(request.user.pk), Rate.parse(conf.upload_rate_limit()))
+        if refused:
+            form, status, refusal = UploadForm(), 413, refused
+        elif wait:
+            form, status, refusal = UploadForm(), 429, f"Too many uploads: try again in {wait} s."
+        elif form.is_valid():
+            try:
+                with transaction.atomic():
+                    document = form.save(owner=request.user)
+                    _kick_after_commit(request, document, "uploaded")
+            except forms.ValidationError as exc:
+                form.add_error("file", exc)
+            else:
+                return redirect(document)
     documents = list(Document.objects.select_related("owner").order_by("-created_at")[:LIST_LIMIT])
     runs = doc_status.runs_for(documents)
     rows = [_row(doc, runs.get(str(doc.last_run_id))) for doc in documents]
@@ -73,11 +94,13 @@ def document_list(request: HttpRequest) -> HttpResponse:
         "documents/list.html",
         {
             "form": form,
+            "refusal": refusal,
             "rows": rows,
             "jobs_mode": _jobs_mode(),
             "total": Document.objects.count(),
             "limit": LIST_LIMIT,
         },
+        status=status,
     )
 
 
@@ -125,8 +148,15 @@ def document_status(request: HttpRequest, pk: int) -> JsonResponse:
 @require_POST
 def reprocess(request: HttpRequest, pk: int) -> HttpResponse:
     """Process the document again (e.g. after changing the embedder); refused while a run is on it."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
     with transaction.atomic():
         document = get_object_or_404(Document.objects.select_for_update(), pk=pk)
+        if document.owner_id != request.user.pk and not request.user.is_staff:
+            raise PermissionDenied("only the document's owner (or staff) may reprocess it")
+        if hit("upload", str(request.user.pk), Rate.parse(conf.upload_rate_limit())):
+            messages.error(request, "Too many uploads and reprocessing requests: try again later.")
+            return redirect(document)
         if doc_status.is_active(document, doc_status.run_of(document)):
             messages.info(request, f"“{document.title}” is already being processed.")
             return redirect(document)

@@ -226,3 +226,42 @@ def make_document() -> Callable[..., Any]:
         return document
 
     return make
+
+
+def make_huge_page_tree_pdf(fanout: int = 100, levels: int = 3) -> bytes:
+    """A 3 KB PDF whose page tree claims ``fanout ** levels`` pages (a million by default).
+
+    Each level's ``/Kids`` repeats one child, so the file stays tiny while PDFium counts (and would
+    read) every leaf: the attacker's "17 KB PDF with 1,000,000 pages".
+    """
+    objects: dict[int, bytes] = {1: b"<< /Type /Catalog /Pages 2 0 R >>"}
+    page_id = 2 + levels
+    content_id, font_id = page_id + 1, page_id + 2
+    for level in range(levels):
+        oid = 2 + level
+        kids = b" ".join([f"{oid + 1} 0 R".encode()] * fanout)
+        parent = b"" if level == 0 else f" /Parent {oid - 1} 0 R".encode()
+        count = str(fanout ** (levels - level)).encode()
+        objects[oid] = b"<< /Type /Pages /Kids [" + kids + b"] /Count " + count + parent + b" >>"
+    objects[page_id] = (
+        f"<< /Type /Page /Parent {page_id - 1} 0 R /MediaBox [0 0 612 792] /Contents {content_id} 0 R "
+        f"/Resources << /Font << /F1 {font_id} 0 R >> >> >>"
+    ).encode()
+    stream = b"BT /F1 12 Tf 72 720 Td (One page of a very long report, repeated.) Tj ET"
+    objects[content_id] = b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream)
+    objects[font_id] = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
+    out = bytearray(b"%PDF-1.4\n")
+    offsets: dict[int, int] = {}
+    for oid in sorted(objects):
+        offsets[oid] = len(out)
+        out += f"{oid} 0 obj\n".encode() + objects[oid] + b"\nendobj\n"
+    xref, size = len(out), max(objects) + 1
+    out += f"xref\n0 {size}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offsets[oid]:010d} 00000 n \n".encode() for oid in range(1, size))
+    out += f"trailer\n<< /Size {size} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+@pytest.fixture(scope="session")
+def million_page_pdf() -> bytes:
+    return make_huge_page_tree_pdf()

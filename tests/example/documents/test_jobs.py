@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
@@ -127,6 +128,7 @@ def test_an_upload_is_queued_to_a_real_worker_and_becomes_searchable(
     broker_settings: str, worker: Any, client: Client, text_pdf: bytes, marker: tuple[int, str]
 ) -> None:
     page, phrase = marker
+    client.force_login(get_user_model().objects.create_user("uploader", password="pw-for-tests"))
 
     response = client.post(
         reverse("documents:list"),

@@ -343,6 +343,7 @@ def test_an_embedder_too_slow_for_the_budget_is_refused_before_embedding(
     make_document: MakeDocument, text_pdf: bytes, settings: Any
 ) -> None:
     settings.DOCUMENTS_EMBED_BUDGET_SECONDS = 540
+    settings.DOCUMENTS_INLINE_BUDGET_SECONDS = 540  # called directly, outside a worker: the inline budget
 
     class Slow(HashingEmbedder):
         name = "minilm"

@@ -21,6 +21,13 @@ pytestmark = pytest.mark.usefixtures("media", "hashing")
 MakeDocument = Callable[..., Document]
 
 
+@pytest.fixture
+def client(client: Client, db: None) -> Client:
+    """Uploading and reprocessing need a login: the tests act as a logged-in user unless they say not."""
+    client.force_login(get_user_model().objects.create_user("uploader", password="pw-for-tests"))
+    return client
+
+
 def upload(
     client: Client, data: bytes, name: str, content_type: str = "application/pdf", **extra: str
 ) -> Any:
@@ -55,7 +62,7 @@ def test_upload_without_a_broker_is_processed_inline_and_searchable(
 
     document = Document.objects.get()
     assert response.status_code == 302 and response["Location"] == document.get_absolute_url()
-    assert document.owner is None  # anonymous uploads are allowed
+    assert document.owner is not None and document.owner.get_username() == "uploader"
     assert (document.title, document.original_name, document.size) == (
         "Quarterly report",
         "quarterly.pdf",
@@ -83,7 +90,7 @@ def test_the_title_defaults_to_the_file_name_and_the_owner_is_the_logged_in_user
     client: Client, text_pdf: bytes
 ) -> None:
     user = get_user_model().objects.create_user("ada", password="pw-for-tests")
-    client.force_login(user)
+    client.force_login(user)  # instead of the fixture's user
 
     upload(client, text_pdf, "annual-report.pdf")
 
@@ -155,6 +162,11 @@ def test_an_image_only_pdf_is_accepted_and_fails_in_the_job_with_its_message(
     detail = client.get(response["Location"]).content.decode()
     assert ">Failed</span>" in detail
     assert "no extractable text (scanned?)" in detail
+
+
+def own(document: Document, username: str = "uploader") -> None:
+    """Make the fixture's user the owner: only the owner (or staff) may reprocess."""
+    Document.objects.filter(pk=document.pk).update(owner=get_user_model().objects.get(username=username))
 
 
 def make_run(document: Document, **fields: Any) -> JobRun:
@@ -243,6 +255,7 @@ def test_reprocess_replaces_the_chunks_through_a_new_run(
     client: Client, make_document: MakeDocument, text_pdf: bytes
 ) -> None:
     document = make_document(text_pdf)
+    own(document)
     process_document(document.pk)
     old_ids = set(document.chunks.values_list("id", flat=True))
 
@@ -262,6 +275,7 @@ def test_reprocess_is_refused_while_a_run_is_on_it(
     client: Client, make_document: MakeDocument, text_pdf: bytes
 ) -> None:
     document = make_document(text_pdf)
+    own(document)
     run = make_run(document, status="running", mode="worker")
     Document.objects.filter(pk=document.pk).update(status="processing")
 
