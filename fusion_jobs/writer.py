@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 
-from django.db import close_old_connections, connections
+from django.db import OperationalError, close_old_connections, connections
 
 from .recording import Op, apply_batch
 
@@ -33,6 +33,14 @@ CONNECTION_CHECK_INTERVAL = 1.0
 #: commit serve more of them. Never at low load: a lone op is written at once.
 LINGER = 0.001
 BUSY_WINDOW = 0.005
+#: Longest a worker thread waits for the writer to apply its transition. A writer stuck (a
+#: database call that never returns) must not hold every worker thread and the hard-limit
+#: watchdog with it: past this the caller gets :class:`WriterStalled`, handled as a database outage.
+HANDOVER_TIMEOUT = 30.0
+
+
+class WriterStalled(OperationalError):
+    """The writer thread did not apply a transition in time; callers treat it as a database outage."""
 
 
 class _Pending:
@@ -42,11 +50,12 @@ class _Pending:
     rather than a Condition's notify machinery, which showed up in profiles of the writer.
     """
 
-    __slots__ = ("done", "error", "op")
+    __slots__ = ("abandoned", "done", "error", "op")
 
     def __init__(self, op: Op) -> None:
         self.op = op
         self.error: BaseException | None = None
+        self.abandoned = False
         self.done = threading.Lock()
         self.done.acquire()
 
@@ -67,7 +76,9 @@ class BatchWriter:
                 self._queue = queue.SimpleQueue()
                 self._submitters = set()
                 self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._loop, name="fusion-jobs-writer", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, args=(self._queue,), name="fusion-jobs-writer", daemon=True
+                )
                 self._thread.start()
 
     def apply(self, op: Op) -> Op:
@@ -76,10 +87,30 @@ class BatchWriter:
         self._submitters.add(threading.get_ident())
         pending = _Pending(op)
         self._queue.put(pending)
-        pending.done.acquire()
+        if not pending.done.acquire(timeout=HANDOVER_TIMEOUT):
+            pending.abandoned = True  # not applied if the writer has not taken it yet
+            self._replace_stalled_thread()
+            raise WriterStalled(
+                f"the run-recording writer did not answer in {HANDOVER_TIMEOUT:.0f} s (database stalled?)"
+            )
         if pending.error is not None:
             raise pending.error
         return op
+
+    def _replace_stalled_thread(self) -> None:
+        """Give the next transitions a fresh writer thread (and database connection).
+
+        The stalled thread keeps its own queue: if its call ever returns it finishes that batch,
+        fails what was still queued behind it (each submitter has given up or will), and ends.
+        """
+        with self._lock:
+            thread = self._thread
+            if thread is None or not thread.is_alive() or self._pid != os.getpid():
+                return
+            logger.error(
+                "the run-recording writer has not answered for %.0f s; starting a new one", HANDOVER_TIMEOUT
+            )
+            self._thread = None
 
     def stop(self, timeout: float = 10.0) -> None:
         """Write what is queued, close the writer thread's database connection and end the thread.
@@ -92,12 +123,14 @@ class BatchWriter:
         self._queue.put(None)
         thread.join(timeout)
 
-    def _collect(self, last_batch_end: float, last_batch_size: int) -> tuple[list[_Pending], bool]:
+    def _collect(
+        self, source: queue.SimpleQueue[_Pending | None], last_batch_end: float, last_batch_size: int
+    ) -> tuple[list[_Pending], bool]:
         """The next batch, and whether ``stop()`` was asked for."""
-        items = [self._queue.get()]
+        items = [source.get()]
         while len(items) < MAX_BATCH:
             try:
-                items.append(self._queue.get_nowait())
+                items.append(source.get_nowait())
             except queue.Empty:
                 break
         if None not in items and last_batch_size > 1 and time.monotonic() - last_batch_end < BUSY_WINDOW:
@@ -108,17 +141,20 @@ class BatchWriter:
                 if remaining <= 0:
                     break
                 try:
-                    items.append(self._queue.get(timeout=remaining))
+                    items.append(source.get(timeout=remaining))
                 except queue.Empty:
                     break
-        return [p for p in items if p is not None], None in items
+        return [p for p in items if p is not None and not p.abandoned], None in items
 
-    def _loop(self) -> None:
+    def _loop(self, source: queue.SimpleQueue[_Pending | None]) -> None:
         checked = 0.0
         last_batch_end, last_batch_size = 0.0, 0
         stopping = False
         while not stopping:
-            batch, stopping = self._collect(last_batch_end, last_batch_size)
+            if self._thread is not threading.current_thread() and self._pid == os.getpid():
+                self._fail_queued(source)  # replaced after a stall: a newer thread writes now
+                return
+            batch, stopping = self._collect(source, last_batch_end, last_batch_size)
             if not batch:
                 continue
             try:
@@ -140,14 +176,25 @@ class BatchWriter:
                 last_batch_end, last_batch_size = time.monotonic(), len(batch)
                 for pending in batch:
                     pending.done.release()
-        self._drain_after_stop()
+        self._drain_after_stop(source)
         connections.close_all()
 
-    def _drain_after_stop(self) -> None:
+    def _fail_queued(self, source: queue.SimpleQueue[_Pending | None]) -> None:
+        while True:
+            try:
+                pending = source.get_nowait()
+            except queue.Empty:
+                break
+            if pending is not None:
+                pending.error = WriterStalled("the run-recording writer was replaced after a stall")
+                pending.done.release()
+        connections.close_all()
+
+    def _drain_after_stop(self, source: queue.SimpleQueue[_Pending | None]) -> None:
         """Apply anything queued after ``stop()``'s marker, so no submitter is left waiting."""
         while True:
             try:
-                pending = self._queue.get_nowait()
+                pending = source.get_nowait()
             except queue.Empty:
                 return
             if pending is None:

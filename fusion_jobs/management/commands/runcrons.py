@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from fusion_jobs.scheduler.runner import run_crons
+from fusion_jobs.worker import disabled_reason, wait_for_database
 
 
 class Command(BaseCommand):
@@ -25,6 +26,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # A database that is down or not migrated is one line per attempt, waited for (not a traceback).
+        if not disabled_reason() and not wait_for_database(self.stdout, "crons", once=options["once"]):
+            raise SystemExit(1)
         code = run_crons(stdout=self.stdout, once=options["once"], poll_interval=options["poll_interval"])
         if code:
             raise SystemExit(code)
