@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from .conf import jobs_settings
@@ -93,12 +94,15 @@ def _caller() -> str:
 def enqueue(task_or_name: Task | str, /, **kwargs: Any) -> RunHandle:
     """Run a task in the background, or inline when jobs are disabled.
 
-    The arguments are validated and JSON round-tripped first (PayloadError names the bad
-    argument path, nothing is written or sent). The ``JobRun`` row is written in the caller's
-    transaction, and publishing (or the inline run) waits for that transaction to commit, so a
-    rolled-back transaction enqueues nothing and a worker never sees an uncommitted row.
+    The arguments are checked against the task's signature (TaskArgumentsError) and JSON
+    round-tripped (PayloadError names the bad argument path) first: nothing is written or sent.
+    The ``JobRun`` row is written in the caller's transaction, and publishing (or the inline run)
+    waits for that transaction to commit, so a rolled-back transaction enqueues nothing and a
+    worker never sees an uncommitted row. What happens after the commit never raises into the
+    caller's other on-commit hooks (see ``_after_commit``).
     """
     task_obj = get_task(task_or_name)
+    task_obj.check_arguments(kwargs)
     payload, _size = json_roundtrip(
         kwargs, task_name=task_obj.name, max_bytes=int(jobs_settings.MAX_PAYLOAD_BYTES)
     )
@@ -116,8 +120,6 @@ def _enqueue_validated(
     force_queue: bool = False,
     on_publish_error: str | None = None,
 ) -> RunHandle:
-    from django.db import connections
-
     from .context import current_run_id
     from .models import JobRun, RunMode
     from .recording import Attempt, begin_inline_attempt, db_alias, insert_run
@@ -151,21 +153,55 @@ def _enqueue_validated(
     insert_run(row, using=alias, wait_for_disk=not (queued or started_here))
     handle = RunHandle(run_id=run_id, mode="queued" if queued else "inline", task_name=task_obj.name)
     if started_here:
-        _run_here(task_obj, handle, payload, Attempt(run_id, 1, task_obj.name))
+        _raise(_run_here(task_obj, handle, payload, Attempt(run_id, 1, task_obj.name)))
     elif queued:
-        transaction.on_commit(
-            lambda: _publish_or_fallback(task_obj, handle, payload, on_publish_error), using=alias
+        _after_commit(
+            alias,
+            lambda may_raise: _publish_or_fallback(task_obj, handle, payload, on_publish_error, may_raise),
         )
     else:
-        transaction.on_commit(lambda: _run_here(task_obj, handle, payload), using=alias)
+        _after_commit(alias, lambda may_raise: _raise(_run_here(task_obj, handle, payload), may_raise))
     return handle
+
+
+def _raise(error: Exception | None, may_raise: bool = True) -> None:
+    if error is not None and may_raise:
+        raise error
+
+
+def _after_commit(alias: str, hook: Callable[[bool], None]) -> None:
+    """Run ``hook`` once the caller's transaction commits; at once when there is none.
+
+    Outside a transaction the hook runs now, with ``may_raise=True``: a ``PublishError``
+    (``ON_PUBLISH_ERROR=raise``) or the task's exception (``INLINE_RAISE``) reaches the caller.
+    Inside one it runs after the commit, among the caller's other on-commit hooks, and Django
+    skips all the later ones when a hook raises (other enqueues' publishes included). So there it
+    gets ``may_raise=False``, leaves the failure on the run and its handle, and anything that
+    still escapes is logged here, never raised.
+    """
+    if not connections[alias].in_atomic_block:
+        hook(True)
+        return
+
+    def independent() -> None:
+        try:
+            hook(False)
+        except Exception:
+            logger.exception(
+                "fusion_jobs on-commit hook failed after the transaction committed; logged, not raised, "
+                "so the transaction's other on-commit hooks still run"
+            )
+
+    transaction.on_commit(independent, using=alias)
 
 
 def enqueue_many(task_or_name: Task | str, kwargs_list: list[dict[str, Any]]) -> list[RunHandle]:
     """Enqueue many runs of one task: one multi-row INSERT, then one batched publish after commit.
 
-    Every payload is validated before anything is written; inline (no broker), the runs execute
-    one after another after the commit, exactly as ``enqueue()`` would run them.
+    Every item is checked (TaskArgumentsError, PayloadError, naming the item's index) before
+    anything is written; inline (no broker), the runs execute one after another after the commit,
+    exactly as ``enqueue()`` would run them, all of them even when one fails (``INLINE_RAISE``
+    raises the first failure once the batch has run, and only outside a transaction).
     """
     from .models import JobRun, RunMode
     from .recording import db_alias
@@ -178,9 +214,9 @@ def enqueue_many(task_or_name: Task | str, kwargs_list: list[dict[str, Any]]) ->
             raise PayloadError(
                 f"{task_obj.name}: kwargs_list[{index}] is a {type(kwargs).__name__}, not a dict"
             )
-        payloads.append(
-            json_roundtrip(kwargs, task_name=f"{task_obj.name} (item {index})", max_bytes=limit)[0]
-        )
+        label = f"{task_obj.name} (item {index})"
+        task_obj.check_arguments(kwargs, label=label)
+        payloads.append(json_roundtrip(kwargs, task_name=label, max_bytes=limit)[0])
     queued = is_jobs_enabled()
     enqueued_by = _caller()
     rows = [
@@ -203,15 +239,25 @@ def enqueue_many(task_or_name: Task | str, kwargs_list: list[dict[str, Any]]) ->
         for row in rows
     ]
     if queued:
-        transaction.on_commit(lambda: _publish_batch(task_obj, handles, payloads), using=alias)
+        _after_commit(alias, lambda _may_raise: _publish_batch(task_obj, handles, payloads))
     else:
-        transaction.on_commit(lambda: _run_all_here(task_obj, handles, payloads), using=alias)
+        _after_commit(alias, lambda may_raise: _run_all_here(task_obj, handles, payloads, may_raise))
     return handles
 
 
-def _run_all_here(task_obj: Task, handles: list[RunHandle], payloads: list[dict[str, Any]]) -> None:
+def _run_all_here(
+    task_obj: Task, handles: list[RunHandle], payloads: list[dict[str, Any]], may_raise: bool
+) -> None:
+    """Run every item: stopping at a failure would leave the rest ``queued`` with nothing to run them."""
+    first: Exception | None = None
     for handle, payload in zip(handles, payloads, strict=True):
-        _run_here(task_obj, handle, payload)
+        try:
+            error = _run_here(task_obj, handle, payload)
+        except Exception as exc:  # not the task's: recording failed; the other items still run
+            logger.exception("inline run %s of %s could not be run", handle.run_id, task_obj.name)
+            error = exc
+        first = first or error
+    _raise(first, may_raise)
 
 
 def _publish_batch(task_obj: Task, handles: list[RunHandle], payloads: list[dict[str, Any]]) -> None:
@@ -237,15 +283,22 @@ def _publish_batch(task_obj: Task, handles: list[RunHandle], payloads: list[dict
 
 def _run_here(
     task_obj: Task, handle: RunHandle, payload: dict[str, Any], started: Attempt | None = None
-) -> None:
+) -> Exception | None:
+    """Run inline and fill in the handle; return the task's exception when ``INLINE_RAISE`` wants
+    it raised (the caller raises it only where that cannot skip anyone's on-commit hooks)."""
     from .backends.inline import run_inline
 
     outcome = run_inline(task_obj, handle.run_id, payload, started=started)
     handle.status, handle.result, handle.error = outcome.status, outcome.result, outcome.error
+    return outcome.exception if jobs_settings.INLINE_RAISE else None
 
 
 def _publish_or_fallback(
-    task_obj: Task, handle: RunHandle, payload: dict[str, Any], policy: str | None = None
+    task_obj: Task,
+    handle: RunHandle,
+    payload: dict[str, Any],
+    policy: str | None = None,
+    may_raise: bool = True,
 ) -> None:
     from .backends.broker import publish
     from .models import JobRun, RunMode, RunStatus
@@ -263,13 +316,21 @@ def _publish_or_fallback(
             logger.warning("%s; kept in the outbox for the relay", exc)
             return
         if policy == "raise":
-            rows.update(status=RunStatus.FAILED, error=f"PublishError: {exc}"[:2000])
-            handle.status = RunStatus.FAILED
-            raise
+            handle.status, handle.error = RunStatus.FAILED, f"PublishError: {exc}"[:2000]
+            rows.update(status=RunStatus.FAILED, error=handle.error, finished_at=timezone.now())
+            if may_raise:
+                raise
+            logger.error(
+                "%s; the run is marked failed (FUSION_JOBS_ON_PUBLISH_ERROR=raise), not raised: "
+                "the publish ran after the transaction committed",
+                exc,
+            )
+            return
         logger.warning("%s; running it inline instead (FUSION_JOBS_ON_PUBLISH_ERROR=inline)", exc)
         rows.update(mode=RunMode.INLINE, max_retries=0)
         handle.mode = "inline"
-        _run_here(task_obj, handle, payload)
+        error = _run_here(task_obj, handle, payload)
+        _raise(error, may_raise)
         return
     handle._published = True
     mark_published(handle.run_id)

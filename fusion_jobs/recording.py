@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from .conf import jobs_settings
 from .models import TERMINAL_STATUSES, JobRun, RunMode, RunStatus
-from .utils import scrub, to_json_result
+from .utils import clean_text, scrub, to_json_result
 
 logger = logging.getLogger("fusion_jobs.runs")
 
@@ -68,10 +68,19 @@ class Skip:
 
 
 def describe_exception(exc: BaseException) -> tuple[str, str]:
-    """(``Type: message``, traceback) with the broker password scrubbed, both length-capped."""
+    """(``Type: message``, traceback) with the broker password scrubbed, both length-capped.
+
+    Never raises, and both are storable: NUL and lone surrogates (which PostgreSQL refuses, and
+    would leave the run ``running``) become U+FFFD, and an exception whose ``str()`` fails is
+    still described.
+    """
     url = str(jobs_settings.BROKER_URL or "")
-    message = scrub(f"{type(exc).__name__}: {exc}", url)[:ERROR_LIMIT]
-    trace = scrub("".join(tb.format_exception(exc)), url)
+    try:
+        text = str(exc)
+    except Exception:  # a broken __str__ must not lose the outcome
+        text = "<str() of the exception failed>"
+    message = clean_text(scrub(f"{type(exc).__name__}: {text}", url))[:ERROR_LIMIT]
+    trace = clean_text(scrub("".join(tb.format_exception(exc)), url))
     if len(trace) > TRACEBACK_LIMIT:
         trace = trace[: TRACEBACK_LIMIT // 2] + "\n…\n" + trace[-TRACEBACK_LIMIT // 2 :]
     return message, trace

@@ -6,6 +6,7 @@ from it when (and only when) the broker backend is built, whatever the import or
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import re
 import threading
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
-from .exceptions import TaskDeclarationError, UnknownTaskError
+from .exceptions import TaskArgumentsError, TaskDeclarationError, UnknownTaskError
 from .utils import parse_duration
 
 if TYPE_CHECKING:
@@ -51,9 +52,28 @@ class Task:
     retry_on_timeout: bool = True
     description: str = ""
     signature: inspect.Signature = field(init=False, repr=False)
+    # What check_arguments() needs from the signature, worked out once: enqueue() is a hot path.
+    _accepted: frozenset[str] = field(init=False, repr=False)
+    _required: tuple[str, ...] = field(init=False, repr=False)
+    _open: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "signature", inspect.signature(self.fn))
+        signature = inspect.signature(self.fn)
+        keywords = [
+            p
+            for p in signature.parameters.values()
+            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        ]
+        object.__setattr__(self, "signature", signature)
+        object.__setattr__(self, "_accepted", frozenset(p.name for p in keywords))
+        object.__setattr__(
+            self, "_required", tuple(p.name for p in keywords if p.default is inspect.Parameter.empty)
+        )
+        object.__setattr__(
+            self,
+            "_open",
+            any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()),
+        )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -82,9 +102,34 @@ class Task:
 
         return self.max_retries if self.max_retries is not None else int(jobs_settings.DEFAULT_MAX_RETRIES)
 
-    def check_arguments(self, kwargs: dict[str, Any]) -> None:
-        """Raise TypeError when ``kwargs`` cannot be bound to the function's signature."""
-        self.signature.bind(**kwargs)
+    def check_arguments(self, kwargs: dict[str, Any], *, label: str = "") -> None:
+        """Raise TaskArgumentsError when the function cannot be called with ``kwargs``.
+
+        Used by ``enqueue()``, ``enqueue_many()`` and ``ensure_cron()`` so a typo fails at the call,
+        not in a worker later; the message starts with ``label`` (default: the task's name).
+        """
+        missing = [name for name in self._required if name not in kwargs]
+        unexpected = [] if self._open else [key for key in kwargs if key not in self._accepted]
+        if missing or unexpected:
+            raise TaskArgumentsError(f"{label or self.name}: {self._misfit(missing, unexpected)}")
+
+    def _misfit(self, missing: list[str], unexpected: list[str]) -> str:
+        parts = []
+        for key in unexpected:
+            close = difflib.get_close_matches(str(key), sorted(self._accepted), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            parts.append(f"unexpected argument {key!r}{hint}")
+            if close and close[0] in missing:
+                missing.remove(close[0])
+        if missing:
+            s = "s" if len(missing) > 1 else ""
+            parts.append(f"missing required argument{s} {', '.join(repr(m) for m in missing)}")
+        takes = [
+            p.name if p.kind is not inspect.Parameter.VAR_KEYWORD else f"**{p.name}"
+            for p in self.signature.parameters.values()
+            if p.name in self._accepted or p.kind is inspect.Parameter.VAR_KEYWORD
+        ]
+        return f"{'; '.join(parts)}; it takes {', '.join(takes) or 'no arguments'}"
 
     def __repr__(self) -> str:
         return f"<Task {self.name!r} queue={self.effective_queue!r}>"
@@ -215,8 +260,6 @@ def get_task(name_or_task: str | Task) -> Task:
         return _registry[name_or_task]
     except (KeyError, TypeError):
         pass
-    import difflib
-
     # A Django Tasks framework Task that fusion_jobs.backends.django_tasks registered: by its path.
     path = getattr(name_or_task, "module_path", None)
     if isinstance(path, str) and path in _registry:

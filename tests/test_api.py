@@ -8,7 +8,7 @@ import pytest
 from django.db import transaction
 
 import fusion_jobs
-from fusion_jobs.exceptions import PayloadError, UnknownTaskError
+from fusion_jobs.exceptions import PayloadError, TaskArgumentsError, UnknownTaskError
 from fusion_jobs.models import JobRun
 from tests.testapp.models import Marker
 
@@ -84,10 +84,11 @@ def test_inline_sees_the_json_roundtrip():
     assert handle.result["types"]["pair"] == "list"
 
 
-def test_wrong_arguments_fail_the_run_not_the_caller():
-    handle = fusion_jobs.enqueue("t-record", lable="typo")
-    assert handle.status == "failed"
-    assert "unexpected keyword argument 'lable'" in handle.error or "label" in handle.error
+def test_wrong_arguments_are_refused_at_the_call():
+    # More cases (queued, enqueue_many, ensure_cron) in test_enqueue_validation.py.
+    with pytest.raises(TaskArgumentsError, match=r"unexpected argument 'lable' \(did you mean 'label'\?\)"):
+        fusion_jobs.enqueue("t-record", lable="typo")
+    assert JobRun.objects.count() == 0
 
 
 def test_inline_waits_for_commit_and_rollback_runs_nothing():

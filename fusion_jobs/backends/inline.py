@@ -5,29 +5,36 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..conf import jobs_settings
 from ..context import RunContext, activate, deactivate
 from ..models import RunMode, RunStatus
-from ..recording import Attempt, Skip, finish_failure, finish_success, start_attempt
+from ..recording import Attempt, Skip, describe_exception, finish_failure, finish_success, start_attempt
 from ..registry import Task
 
 logger = logging.getLogger("fusion_jobs.inline")
 
 
 class InlineOutcome:
-    __slots__ = ("error", "result", "status")
+    """How an inline attempt ended. ``exception`` is the task's own, for ``INLINE_RAISE``: the
+    caller decides whether it may raise it (never from inside an on-commit hook)."""
 
-    def __init__(self, status: str, result: Any = None, error: str = "") -> None:
+    __slots__ = ("error", "exception", "result", "status")
+
+    def __init__(
+        self, status: str, result: Any = None, error: str = "", exception: Exception | None = None
+    ) -> None:
         self.status = str(status)
         self.result = result
         self.error = error
+        self.exception = exception
 
 
 def run_inline(
     task: Task, run_id: str, kwargs: dict[str, Any], *, started: Attempt | None = None
 ) -> InlineOutcome:
-    """Run one attempt here. The task's exception is logged and recorded, not raised, unless
-    ``FUSION_JOBS_INLINE_RAISE`` is on: the caller of ``enqueue()`` sees what it would with a worker.
+    """Run one attempt here. The task's exception is logged and recorded, never raised: it is
+    returned on the outcome, and ``enqueue()`` re-raises it when ``FUSION_JOBS_INLINE_RAISE`` is
+    on and the caller can still receive it. The outcome is recorded whatever the task returned or
+    raised (NUL, lone surrogates and unencodable values are sanitised by ``recording``).
 
     Single-flight and stale cron ticks are checked first, as on a worker (``scheduler.overlap``).
     ``started``: the row was written already ``running`` for this attempt (``enqueue()`` does so
@@ -67,9 +74,7 @@ def _execute(
     except Exception as exc:
         finish_failure(attempt, exc, durable=durable)
         logger.exception("inline run %s of task %s failed", run_id, task.name)
-        if jobs_settings.INLINE_RAISE:
-            raise
-        return InlineOutcome(RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return InlineOutcome(RunStatus.FAILED, error=describe_exception(exc)[0], exception=exc)
     finally:
         deactivate(token)
     finish_success(attempt, result, durable=durable)

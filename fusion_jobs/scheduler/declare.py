@@ -177,10 +177,8 @@ def check_input(task_obj: Task, name: str, input: Any) -> dict[str, Any]:
             f"cron {name!r}: input must be a dict of keyword arguments, got {type(input).__name__}"
         )
     payload, _ = json_roundtrip(dict(input or {}), task_name=f"cron {name!r}", max_bytes=INPUT_MAX_BYTES)
-    try:
-        task_obj.check_arguments(payload)
-    except TypeError as exc:
-        raise CronError(f"cron {name!r}: input does not fit task {task_obj.name!r}: {exc}") from None
+    # TaskArgumentsError, as from enqueue(): the input would fail every tick.
+    task_obj.check_arguments(payload, label=f"cron {name!r} (task {task_obj.name!r})")
     return dict(payload)
 
 

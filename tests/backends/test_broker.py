@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.db import transaction
 
 import fusion_jobs
+from fusion_jobs.backends.broker import publish
 from fusion_jobs.exceptions import PublishError
 from fusion_jobs.models import JobRun
+from fusion_jobs.registry import get_task
 from tests.conftest import wait_for
 from tests.testapp.models import Marker
 
@@ -67,8 +71,11 @@ def test_timeout_is_timed_out(broker_settings, worker):
 
 
 def test_wrong_arguments_fail_without_retries(broker_settings, worker):
-    handle = fusion_jobs.enqueue("t-fail-then-pass", label="x")  # missing "failures"
-    run = wait_for(lambda: finished(handle.run_id))
+    """enqueue() refuses such arguments; a message still carrying them (published before the task
+    changed, or crafted) fails at once on the worker, without retries."""
+    run_id = str(uuid.uuid4())
+    publish(get_task("t-fail-then-pass"), run_id, {"label": "x"})  # missing "failures"
+    run = wait_for(lambda: JobRun.objects.filter(pk=run_id).exists() and finished(run_id))
     assert run.status == "failed"
     assert run.attempts == 1
     assert "TaskArgumentsError" in run.error and "failures" in run.error

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 import fusion_jobs
-from fusion_jobs.exceptions import CronError, PayloadError, UnknownTaskError
+from fusion_jobs.exceptions import CronError, PayloadError, TaskArgumentsError, UnknownTaskError
 from fusion_jobs.models import CronSchedule, JobRun
 from fusion_jobs.scheduler.declare import MAINTENANCE_REGISTRAR, load_declarations, mark_orphans
 from fusion_jobs.scheduler.firing import Publisher, fire_due
@@ -103,8 +103,12 @@ def test_an_unknown_task_raises_at_the_call():
         ),
         ({"label": {1, 2}}, PayloadError, "not JSON-serialisable"),
         (["label"], PayloadError, "input must be a dict"),
-        ({"label": "x", "unknown": 1}, CronError, "does not fit task 't-cron-record'"),
-        ({}, CronError, "missing a required argument: 'label'"),
+        (
+            {"label": "x", "unknown": 1},
+            TaskArgumentsError,
+            "cron 't-cron-input' (task 't-cron-record'): unexpected argument 'unknown'",
+        ),
+        ({}, TaskArgumentsError, "missing required argument 'label'"),
     ],
 )
 def test_bad_input_raises_at_the_call(value, error, message):

@@ -133,3 +133,20 @@ def cron_keyed(account: int, label: str, seconds: float = 0.0) -> str:
     Marker.objects.create(label=f"{label}:start", value={"account": account})
     time.sleep(seconds)
     return "done"
+
+
+# --- Outcomes PostgreSQL cannot store as they are (tests/test_enqueue_validation.py) -------------
+
+
+@fusion_jobs.task(name="t-nul-result", execution_timeout="30s", max_retries=0)
+def nul_result(label: str) -> dict[str, object]:
+    """Returns text with a NUL and a lone surrogate: stored with U+FFFD in their place."""
+    Marker.objects.create(label=label)
+    return {"text": "a\x00b", "lone": "\ud800", "label": label}
+
+
+@fusion_jobs.task(name="t-nul-error", execution_timeout="30s", max_retries=0)
+def nul_error(label: str) -> None:
+    """Fails with a NUL and a lone surrogate in its message (and so in its traceback)."""
+    Marker.objects.create(label=label)
+    raise ValueError(f"bad byte \x00 and \udc80 in {label}")
