@@ -27,3 +27,9 @@ def register_only_a() -> None:
 def register_broken() -> None:
     calls.append("broken")
     fusion_jobs.ensure_cron("t-cron-record", "t-cron-broken", "61 * * * *", {"label": "x"})
+
+
+def register_yearly() -> None:
+    """A declared cron that is never due in a test (its one tick a year is not now)."""
+    calls.append("yearly")
+    fusion_jobs.ensure_cron("t-cron-record", "t-cron-new-year", "0 0 1 1 *", {"label": "new-year"})
