@@ -274,21 +274,30 @@ def get_zone(name: object) -> ZoneInfo:
         ) from None
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 @lru_cache(maxsize=1 << 16)
 def _day_offsets(zone: ZoneInfo, day: int) -> tuple[timedelta, timedelta]:
     """The lowest and highest UTC offsets of ``zone`` over UTC day ``day`` (days since the epoch)."""
-    start = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=day)
-    offsets = [
-        (start + timedelta(hours=hour)).astimezone(zone).utcoffset() or timedelta(0) for hour in range(25)
-    ]
-    return min(offsets), max(offsets)
+    start = _EPOCH + timedelta(days=day)
+    hours = range(0, 25, 6)
+    offsets = {(start + timedelta(hours=hour)).astimezone(zone).utcoffset() for hour in hours}
+    if len(offsets) > 1:  # a change that day: every hour, so no offset in effect for an hour is missed
+        offsets = {(start + timedelta(hours=hour)).astimezone(zone).utcoffset() for hour in range(25)}
+    known = [offset or timedelta(0) for offset in offsets]
+    return min(known), max(known)
+
+
+@lru_cache(maxsize=1 << 16)
+def _window_offsets(zone: ZoneInfo, day: int) -> tuple[timedelta, timedelta]:
+    spans = [_day_offsets(zone, day + delta) for delta in (-2, -1, 0, 1, 2)]
+    return min(low for low, _ in spans), max(high for _, high in spans)
 
 
 def _offset_span(zone: ZoneInfo, moment: datetime) -> tuple[timedelta, timedelta]:
     """The lowest and highest offsets within two days of ``moment`` (covers any real clock jump)."""
-    day = int(moment.timestamp() // 86400)
-    spans = [_day_offsets(zone, day + delta) for delta in (-2, -1, 0, 1, 2)]
-    return min(low for low, _ in spans), max(high for _, high in spans)
+    return _window_offsets(zone, int(moment.timestamp() // 86400))
 
 
 class ZonedCron:
