@@ -314,7 +314,13 @@ class FusionJobsBackend(BaseTaskBackend):
             problem = _option_problem(key, getattr(task, key, None))
             if problem:
                 raise InvalidTask(f"{path}: {problem}")
-        self._register(task)
+        registered = self._register(task)
+        if task.queue_name != registered.queue:
+            # A worker consumes, and accepts messages on, the queue each task was declared with.
+            raise InvalidTask(
+                f"{path}: declared on queue {registered.queue!r}; fusion-jobs runs a task on the "
+                f"queue it was declared with, so using(queue_name={task.queue_name!r}) can't move it"
+            )
 
     def _register(self, task: Any) -> FusionJobsTask:
         self._configured()
@@ -359,8 +365,6 @@ class FusionJobsBackend(BaseTaskBackend):
     def enqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
         self.validate_task(task)
         fusion = self._register(task)
-        if task.queue_name != fusion.queue:
-            fusion = replace(fusion, queue=task.queue_name)
         payload = self._arguments(task, args, kwargs)
         if task.run_after is not None:
             handle = api.enqueue_at(task.run_after, fusion, **payload)  # type: ignore[attr-defined]
@@ -403,8 +407,6 @@ class FusionJobsBackend(BaseTaskBackend):
         task = _django_tasks.get(row.task_name)
         if task is None or task.backend != self.alias:
             raise TaskResultDoesNotExist(f"run {result_id} is not a task of the {self.alias!r} backend")
-        if row.queue != task.queue_name and row.queue in self.queues:
-            task = task.using(queue_name=row.queue)
         return _result(task, row, self.alias)
 
 

@@ -288,3 +288,16 @@ def test_run_after_without_a_broker_runs_now():
     when = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     result = t.add.using(run_after=when).enqueue(1, 2)
     assert result.status == TaskResultStatus.SUCCESSFUL  # inline ignores the start time, as logged
+
+
+def test_a_task_stays_on_the_queue_it_was_declared_with(settings):
+    settings.TASKS = {
+        "default": {
+            "BACKEND": "fusion_jobs.backends.django_tasks.FusionJobsBackend",
+            "QUEUES": ["default", "other"],
+        }
+    }
+    # The worker accepts a task's messages only on its declared queue (and consumes only those).
+    with pytest.raises(InvalidTask, match="declared on queue 'default'"):
+        t.add.using(queue_name="other")
+    assert t.add.using(queue_name="default").enqueue(1, 1).return_value == 2
