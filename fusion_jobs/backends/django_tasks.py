@@ -367,7 +367,7 @@ class FusionJobsBackend(BaseTaskBackend):
         fusion = self._register(task)
         payload = self._arguments(task, args, kwargs)
         if task.run_after is not None:
-            handle = api.enqueue_at(task.run_after, fusion, **payload)  # type: ignore[attr-defined]
+            handle = api.enqueue_at(task.run_after, fusion, **payload)
         else:
             handle = api.enqueue(fusion, **payload)
         if handle.mode == "inline":
