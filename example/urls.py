@@ -5,6 +5,7 @@ from example.core import views as core_views
 
 urlpatterns = [
     path("", core_views.home, name="home"),
+    path("favicon.ico", core_views.favicon, name="favicon"),  # browsers ask for it on every page
     path("admin/", admin.site.urls),
     path("documents/", include("example.documents.urls")),
     path("sandbox/", include("example.sandbox.urls")),

@@ -1,5 +1,9 @@
-"""The jobs sandbox (the seed's ``/sandbox/jobs``): a live status badge, the enqueue seam, a demo job to
-run and watch, recent runs, the agent's schedules and the mailer's mode.
+"""The jobs sandbox (``/sandbox/jobs/``): a live status badge, the enqueue seam, a demo job to run and
+watch, your recent runs, the agent's schedules and the mailer's mode.
+
+Anyone may look; starting a demo job needs a login and is rate-limited per user
+(``SANDBOX_ENQUEUE_RATE_LIMIT``). A user sees only their own runs: the ones they started here and their
+documents' runs, in the list, the watched run and ``runs/<id>.json`` (another user's id is a 404).
 """
 
 from __future__ import annotations
@@ -9,9 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -21,7 +28,12 @@ import fusion_jobs
 from example.agent import conf as agent_conf
 from example.agent.crons import AGENT_CRONS
 from example.agent.models import MessageStatus, OutboundMessage
+from example.core.ratelimit import Rate, hit
+from example.core.runs import mode_word, no_worker_notice, run_state
+from example.documents.models import Document
 from fusion_jobs.models import CronSchedule, JobRun
+
+from .models import SandboxRun
 
 #: The demo jobs the button may start, with the arguments it passes (example/core/tasks.py).
 DEMO_JOBS: dict[str, dict[str, Any]] = {
@@ -29,7 +41,7 @@ DEMO_JOBS: dict[str, dict[str, Any]] = {
     "demo-hello": {"name": "sandbox"},
 }
 
-# The seed's kickProcessing, in Python. Shown as text: the template escapes it like any other data.
+# The documents demo's kick_processing. Shown as text: the template escapes it like any other data.
 SEAM_SNIPPET = '''import fusion_jobs
 
 
@@ -50,11 +62,31 @@ def _status() -> dict[str, Any]:
     return {
         "enabled": bool(status["enabled"]),
         "mode": status["mode"],
+        "label": mode_word(status),
         "broker": status["broker"],
         "reason": status["reason"],
         "mailer": mailer["mode"],
+        "no_worker": no_worker_notice(_no_worker_after(), enabled=bool(status["enabled"])),
         "checked_at": timezone.now().isoformat(),
     }
+
+
+def _no_worker_after() -> int:
+    return int(getattr(settings, "SANDBOX_NO_WORKER_AFTER_SECONDS", 60))
+
+
+def _enqueue_rate() -> Rate:
+    return Rate.parse(str(getattr(settings, "SANDBOX_ENQUEUE_RATE_LIMIT", "10/60")))
+
+
+def visible_runs(request: HttpRequest) -> QuerySet[JobRun]:
+    """The runs this user may see here: the demo runs they started and their documents' runs."""
+    user = request.user
+    if not user.is_authenticated:
+        return JobRun.objects.none()
+    started = SandboxRun.objects.filter(user=user).values("run_id")
+    documents = Document.objects.filter(owner=user, last_run_id__isnull=False).values("last_run_id")
+    return JobRun.objects.filter(Q(pk__in=started) | Q(pk__in=documents))
 
 
 @dataclass
@@ -106,7 +138,7 @@ def _run_status(run: JobRun) -> dict[str, Any]:
     data["started_at"] = run.started_at.isoformat() if run.started_at else None
     # Demo results are harmless to show; other tasks' results stay in the admin.
     data["result"] = run.result if run.task_name in DEMO_JOBS and run.is_terminal else None
-    data["status_display"] = run.get_status_display()
+    data["state"], data["status_display"] = run_state(run)
     return data
 
 
@@ -123,7 +155,7 @@ def jobs_page(request: HttpRequest) -> HttpResponse:
     run_param = request.GET.get("run", "")
     if run_param:
         try:
-            watched = JobRun.objects.filter(pk=uuid.UUID(run_param)).first()
+            watched = visible_runs(request).filter(pk=uuid.UUID(run_param)).first()
         except ValueError:
             watched = None
     context = {
@@ -131,9 +163,10 @@ def jobs_page(request: HttpRequest) -> HttpResponse:
         "seam_snippet": SEAM_SNIPPET,
         "demo_jobs": list(DEMO_JOBS),
         "watched": watched,
-        "recent_runs": JobRun.objects.only(
-            "id", "task_name", "status", "mode", "enqueued_at", "started_at", "finished_at"
+        "recent_runs": visible_runs(request).only(
+            "id", "task_name", "status", "mode", "result", "enqueued_at", "started_at", "finished_at"
         )[:10],
+        "enqueue_rate": _enqueue_rate(),
         "schedules": schedules,
         "schedules_registered": registered,
         "mailer": agent_conf.mailer_status(),
@@ -151,10 +184,22 @@ def status_json(request: HttpRequest) -> JsonResponse:
 @require_POST
 def enqueue_demo(request: HttpRequest) -> HttpResponse:
     """Start a demo job; JSON for the page's script, a redirect back to the page without JavaScript."""
+    if not request.user.is_authenticated:
+        if _wants_json(request):
+            return JsonResponse({"error": "log in to start a demo job"}, status=403)
+        return redirect_to_login(reverse("sandbox:jobs"))
     task_name = request.POST.get("task", "demo-count")
     if task_name not in DEMO_JOBS:
         return HttpResponseBadRequest("unknown demo job")
-    handle = fusion_jobs.enqueue(task_name, **DEMO_JOBS[task_name])
+    wait = hit("enqueue", str(request.user.pk), _enqueue_rate())
+    if wait:
+        message = f"too many demo jobs: try again in {wait} s"
+        if _wants_json(request):
+            return JsonResponse({"error": message}, status=429)
+        return HttpResponse(message, status=429, content_type="text/plain")
+    with transaction.atomic():
+        handle = fusion_jobs.enqueue(task_name, **DEMO_JOBS[task_name])
+        SandboxRun.objects.create(run_id=handle.run_id, user=request.user)
     if _wants_json(request):
         run = JobRun.objects.get(pk=handle.run_id)
         return JsonResponse(
@@ -171,4 +216,7 @@ def enqueue_demo(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_GET
 def run_json(request: HttpRequest, run_id: uuid.UUID) -> JsonResponse:
-    return JsonResponse(_run_status(get_object_or_404(JobRun, pk=run_id)))
+    run = visible_runs(request).filter(pk=run_id).first()
+    if run is None:
+        raise Http404("no such run of yours")
+    return JsonResponse(_run_status(run))

@@ -47,7 +47,8 @@ def test_list_page_has_the_upload_form_search_box_and_jobs_mode(client: Client) 
     assert 'name="title"' in html
     assert '<button type="submit">Upload</button>' in html
     assert 'name="q"' in html
-    assert "processed inline" in html  # no broker in the tests
+    assert "Processed inline: " in html  # no broker in the tests
+    assert '<span class="badge badge-neutral">inline</span>' in html
     assert "Nothing uploaded yet" in html
     assert reverse("documents:list") in client.get(reverse("home")).content.decode()  # nav link + card
 

@@ -8,12 +8,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from example.agent.crons import register_agent_cron
 from example.agent.models import MessageStatus, OutboundMessage
+from example.sandbox.models import SandboxRun
 from fusion_jobs.models import CronSchedule, JobRun
 
 pytestmark = pytest.mark.django_db
@@ -25,14 +28,22 @@ SECRET = "s3cr3t-pa55"
 def no_broker(settings: Any) -> None:
     settings.FUSION_JOBS_BROKER_URL = ""
     settings.SMTP_HOST = ""
+    cache.clear()  # the per-user rate limits
 
 
-def test_the_page_shows_the_badge_the_seam_and_the_demo_form(client: Client) -> None:
-    response = client.get("/sandbox/jobs/")
+@pytest.fixture
+def user_client(client: Client) -> Client:
+    """Starting a demo job needs a login."""
+    client.force_login(get_user_model().objects.create_user("ada", password="pw-for-tests"))
+    return client
+
+
+def test_the_page_shows_the_badge_the_seam_and_the_demo_form(user_client: Client) -> None:
+    response = user_client.get("/sandbox/jobs/")
 
     assert response.status_code == 200
     html = response.content.decode()
-    assert 'id="jobs-badge"' in html and "disabled · inline" in html
+    assert '<span id="jobs-badge" class="badge badge-lg badge-neutral">inline</span>' in html
     assert 'data-status-url="/sandbox/jobs/status.json"' in html
     # The seam is shown as code, escaped like any other text.
     assert "def kick_processing(document_id: int)" in html
@@ -62,12 +73,13 @@ def test_the_broker_password_never_reaches_the_page_or_the_json(client: Client, 
     assert data["broker"] == "amqp://fusion:***@127.0.0.1:5672/fj_agent"
     assert SECRET not in page and SECRET not in str(data)
     assert "amqp://fusion:***@127.0.0.1:5672/fj_agent" in page
-    assert "enabled · broker" in page
+    assert '<span id="jobs-badge" class="badge badge-lg badge-on">broker</span>' in page
 
 
 def test_the_button_runs_the_demo_job_and_its_status_can_be_followed(
-    client: Client, django_capture_on_commit_callbacks: Callable[..., Any]
+    user_client: Client, django_capture_on_commit_callbacks: Callable[..., Any]
 ) -> None:
+    client = user_client
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             "/sandbox/jobs/enqueue/", {"task": "demo-hello"}, headers={"Accept": "application/json"}
@@ -87,8 +99,9 @@ def test_the_button_runs_the_demo_job_and_its_status_can_be_followed(
 
 
 def test_without_javascript_the_form_redirects_back_to_the_run(
-    client: Client, django_capture_on_commit_callbacks: Callable[..., Any]
+    user_client: Client, django_capture_on_commit_callbacks: Callable[..., Any]
 ) -> None:
+    client = user_client
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post("/sandbox/jobs/enqueue/", {"task": "demo-count"})
 
@@ -100,10 +113,12 @@ def test_without_javascript_the_form_redirects_back_to_the_run(
     assert 'class="status status-succeeded"' in page
 
 
-def test_only_demo_jobs_can_be_started_and_only_by_post_with_csrf(client: Client) -> None:
+def test_only_demo_jobs_can_be_started_and_only_by_post_with_csrf(user_client: Client) -> None:
+    client = user_client
     assert client.post("/sandbox/jobs/enqueue/", {"task": "agent-retention-tick"}).status_code == 400
     assert client.get("/sandbox/jobs/enqueue/").status_code == 405
     strict = Client(enforce_csrf_checks=True)
+    strict.force_login(get_user_model().objects.get(username="ada"))
     assert strict.post("/sandbox/jobs/enqueue/", {"task": "demo-hello"}).status_code == 403
     assert not JobRun.objects.exists()
 
@@ -157,8 +172,10 @@ def test_the_home_page_and_the_nav_link_to_the_sandbox(client: Client) -> None:
     assert "Jobs sandbox" in html
 
 
-def test_run_data_is_escaped(client: Client) -> None:
+def test_run_data_is_escaped(user_client: Client) -> None:
+    client = user_client
     run = JobRun.objects.create(task_name="<script>alert(1)</script>", status="failed", mode="inline")
+    SandboxRun.objects.create(run_id=run.pk, user=get_user_model().objects.get(username="ada"))
 
     html = client.get(f"/sandbox/jobs/?run={run.pk}").content.decode()
 
@@ -168,10 +185,11 @@ def test_run_data_is_escaped(client: Client) -> None:
 
 @pytest.mark.broker
 def test_with_a_broker_the_button_queues_a_worker_run(
-    client: Client, broker_settings: str, django_capture_on_commit_callbacks: Callable[..., Any]
+    user_client: Client, broker_settings: str, django_capture_on_commit_callbacks: Callable[..., Any]
 ) -> None:
     from tests.conftest import purge_queues
 
+    client = user_client
     try:
         with django_capture_on_commit_callbacks(execute=True):
             response = client.post(

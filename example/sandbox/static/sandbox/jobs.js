@@ -6,11 +6,12 @@
   const STATUS_EVERY_MS = 2000;
   const RUN_EVERY_MS = 400;
 
+  // Inline is a normal mode, not an error: a neutral badge with one word, "inline" or "broker".
   function setBadge(el, enabled, text) {
     if (!el) return;
     el.textContent = text;
     el.classList.toggle("badge-on", enabled);
-    el.classList.toggle("badge-off", !enabled);
+    el.classList.toggle("badge-neutral", !enabled);
   }
 
   function pollStatus() {
@@ -23,11 +24,14 @@
         const response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
         if (!response.ok) throw new Error("HTTP " + response.status);
         const s = await response.json();
-        setBadge(document.getElementById("jobs-badge"), s.enabled, s.enabled ? "enabled · broker" : "disabled · inline");
+        setBadge(document.getElementById("jobs-badge"), s.enabled, s.label);
         // The header badge of base.html shows the same thing.
-        setBadge(document.querySelector("[data-jobs-badge]"), s.enabled, s.enabled ? "jobs: broker" : "jobs: inline");
+        setBadge(document.querySelector("[data-jobs-badge]"), s.enabled, s.label);
         document.getElementById("jobs-reason").textContent = s.reason;
-        document.getElementById("jobs-mode").replaceChildren(code(s.mode));
+        document.getElementById("jobs-mode").replaceChildren(code(s.label));
+        const noWorker = document.getElementById("no-worker");
+        noWorker.textContent = s.no_worker;
+        noWorker.hidden = !s.no_worker;
         const broker = document.getElementById("jobs-broker");
         if (s.broker) {
           broker.replaceChildren(code(s.broker));
@@ -60,7 +64,7 @@
     document.getElementById("demo-task").textContent = run.task;
     const status = document.getElementById("demo-status");
     status.textContent = run.status_display || run.status;
-    status.className = "status status-" + run.status;
+    status.className = "status status-" + (run.state || run.status);
     status.dataset.status = run.status;
     document.getElementById("demo-mode").textContent = run.mode;
     const percent = run.terminal && run.status === "succeeded" ? 100 : (run.progress && run.progress.percent) || 0;
@@ -84,7 +88,7 @@
     const row = document.createElement("tr");
     row.dataset.runId = run.id;
     const cells = [code(run.task), document.createElement("span"), run.mode, "just now", "–"];
-    cells[1].className = "status status-" + run.status;
+    cells[1].className = "status status-" + (run.state || run.status);
     cells[1].textContent = run.status_display || run.status;
     if (run.started_at && run.finished_at) {
       cells[4] = ((Date.parse(run.finished_at) - Date.parse(run.started_at)) / 1000).toFixed(2) + " s";
@@ -147,7 +151,15 @@
           headers: { Accept: "application/json", "X-CSRFToken": data.get("csrfmiddlewaretoken") },
           credentials: "same-origin",
         });
-        if (!response.ok) throw new Error("HTTP " + response.status);
+        if (!response.ok) {
+          let message = "HTTP " + response.status;
+          try {
+            message = (await response.json()).error || message;
+          } catch (ignored) {
+            // not JSON: keep the status code
+          }
+          throw new Error(message);
+        }
         const started = await response.json();
         showRun(started.run);
         followRun(started.status_url);

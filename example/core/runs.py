@@ -1,0 +1,58 @@
+"""How the example's pages show a job run and the jobs mode, in one place so every page says the same.
+
+A ``process-chat-document`` run *succeeds* when the job body handled the document, even if the document
+itself failed (a bad file is not retried: see ``example/documents/processing.py``). Shown as "Succeeded"
+next to a document marked "Failed", that reads as a contradiction; so wherever the example shows such a
+run it says what happened to the document: **Document failed**, in the warning colour. The admin keeps
+the run's own status (the result holds the document's).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from fusion_jobs.models import JobRun, RunStatus
+
+#: The one word for each jobs mode on the pages (``get_jobs_status()["mode"]`` stays "broker"/"eager").
+MODE_WORDS = {"broker": "broker", "eager": "inline"}
+
+
+def mode_word(status: dict[str, Any]) -> str:
+    return "broker" if status.get("enabled") else MODE_WORDS.get(str(status.get("mode")), "inline")
+
+
+def document_failed(run: JobRun) -> bool:
+    """A succeeded run whose result says the document it processed failed."""
+    result = run.result if "result" in run.__dict__ else None
+    return run.status == RunStatus.SUCCEEDED and isinstance(result, dict) and result.get("status") == "failed"
+
+
+def run_state(run: JobRun) -> tuple[str, str]:
+    """``(css key, label)`` for a run's status badge."""
+    if document_failed(run):
+        return "warning", "Document failed"
+    return run.status, run.get_status_display()
+
+
+def no_worker_notice(threshold_seconds: int, *, enabled: bool) -> str:
+    """Say so when runs wait for a worker that does not come: queued runs older than the threshold and no
+    run started for as long. Empty when jobs run inline (no worker is needed) or all is well."""
+    if not enabled:
+        return ""
+    since = timezone.now() - timedelta(seconds=threshold_seconds)
+    waiting = (
+        JobRun.objects.filter(status=RunStatus.QUEUED, mode="worker", enqueued_at__lt=since)
+        .exclude(next_attempt_at__gt=since)
+        .order_by()
+    )
+    count = waiting[:100].count()
+    if not count or JobRun.objects.filter(started_at__gte=since).exists():
+        return ""
+    many = "100+" if count >= 100 else str(count)
+    return (
+        f"{many} queued run(s) have waited over {threshold_seconds} s and no run has started for as long: "
+        "is a worker running? Start one with python manage.py rundramatiq."
+    )
