@@ -20,6 +20,7 @@ from dramatiq.middleware import TimeLimit
 from ..conf import jobs_settings
 from ..encoder import StrictJSONEncoder
 from ..exceptions import PublishError, TaskArgumentsError
+from ..middleware.validation import QueueCheckedConsumer, before_process_fail_closed
 from ..registry import Task, all_tasks, on_register
 from ..utils import mask_url, scrub
 from .publisher import PublisherPool
@@ -59,6 +60,17 @@ class FusionRabbitmqBroker(RabbitmqBroker):
 
     def __repr__(self) -> str:
         return f"<FusionRabbitmqBroker {self.safe_url}>"
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        """A consumer that dead-letters messages claiming another queue (see middleware.validation)."""
+        return QueueCheckedConsumer(super().consume(queue_name, prefetch, timeout), queue_name)
+
+    def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        """Fail closed before a message runs: a middleware error refuses it instead of being logged."""
+        if signal == "process_message":
+            before_process_fail_closed(self, *args)
+        else:
+            super().emit_before(signal, *args, **kwargs)
 
 
 def _middleware() -> list[Any]:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from django.db import DatabaseError, InterfaceError
+from django.db import DatabaseError, DataError, InterfaceError
 from dramatiq import Broker, Middleware
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import SkipMessage
@@ -42,6 +44,7 @@ from ..recording import (
 from ..registry import Task, get_task
 from ..writer import writer
 from .db import requeue_for_db_outage
+from .validation import quiet_repeated_lines
 
 logger = logging.getLogger("fusion_jobs.worker")
 
@@ -84,8 +87,11 @@ class RunLifecycle(Middleware):
     def actor_options(self) -> set[str]:
         return {"max_retries", "min_backoff", "max_backoff", "throws", "retry_when"}
 
+    def before_worker_boot(self, broker: Broker, worker: Any) -> None:
+        quiet_repeated_lines()
+
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
-        task_obj = get_task(message.actor_name)  # Dramatiq only hands over messages for declared actors
+        task_obj = get_task(message.actor_name)  # the encoder let through only registered tasks
         op = StartOp(
             message.message_id,
             task_obj.name,
@@ -95,17 +101,31 @@ class RunLifecycle(Middleware):
             queue=message.queue_name,
             retries_done=int(message.options.get("retries", 0)),
         )
+        # Registered before the write: an exception landing while it is applied (a time limit)
+        # still finds the attempt it started in after_process_message.
+        delivery = _deliveries[id(message)] = Delivery(threading.get_ident(), op)
         try:
             writer.apply(op)
+        except DataError as exc:
+            # The database refused the message's content (the encoder's checks should have caught
+            # it): a bad message, not an outage to wait out.
+            _deliveries.pop(id(message), None)
+            reason = f"the database cannot store its arguments ({type(exc).__name__}: {str(exc)[:300]})"
+            logger.error("rejecting run %s to the dead-letter queue: %s", message.message_id, reason)
+            message.fail()
+            record_malformed(reason, message.encode(), dict(message.asdict()))
+            raise SkipMessage(reason) from None
         except (DatabaseError, InterfaceError) as exc:
+            _deliveries.pop(id(message), None)
             requeue_for_db_outage(broker, message, exc, "starting")
         started = op.outcome
         if isinstance(started, Skip) or started is None:
+            _deliveries.pop(id(message), None)
             reason = started.reason if started else "not started"
             logger.info("skipping %s run %s: %s", task_obj.name, message.message_id, reason)
             raise SkipMessage(reason)
-        ctx = RunContext(started)
-        _tokens[message.message_id] = (activate(ctx), ctx)
+        delivery.ctx = RunContext(started)
+        delivery.token = activate(delivery.ctx)
 
     def before_nack(self, broker: Broker, message: MessageProxy) -> None:
         """Dramatiq dead-letters a message for an undeclared actor by itself; leave a run saying why."""
@@ -113,7 +133,13 @@ class RunLifecycle(Middleware):
             record_malformed(f"unknown task {message.actor_name!r}", message.encode(), dict(message.asdict()))
 
     def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
-        _tokens.pop(message.message_id, None)
+        delivery = _deliveries.pop(id(message), None)
+        if delivery is None or delivery.ctx is None:
+            return
+        # Started, then refused by a middleware after this one: the run must not stay running.
+        deactivate(delivery.token)
+        exc = RuntimeError("the message was refused after its start was recorded; see the worker log")
+        _write_outcome(end_op_failure(delivery.ctx.attempt, exc))
 
     def after_process_message(
         self,
@@ -123,11 +149,18 @@ class RunLifecycle(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        entry = _tokens.pop(message.message_id, None)
-        if entry is None:
+        delivery = _deliveries.pop(id(message), None)
+        if delivery is None:
             return
-        token, ctx = entry
-        deactivate(token)
+        if delivery.ctx is not None:
+            deactivate(delivery.token)
+            ctx = delivery.ctx
+        elif isinstance(delivery.start.outcome, Attempt):
+            # Interrupted right after its start was written; the task never ran.
+            ctx = RunContext(delivery.start.outcome)
+            exception = exception or RuntimeError("the task did not run after its start was recorded")
+        else:
+            return
         attempt = ctx.attempt
         if exception is None:
             _write_outcome(end_op_success(attempt, ctx.result))
@@ -180,16 +213,45 @@ class RunLifecycle(Middleware):
 
 def record_hard_timeout(message: MessageProxy, limit: float) -> None:
     """Record a run killed by the hard limit as ``timed_out``; not retried, as it would block again."""
-    entry = _tokens.get(message.message_id)
-    if entry is None:
+    delivery = _deliveries.get(id(message))
+    if delivery is None or delivery.ctx is None:
         return
     grace = float(jobs_settings.HARD_LIMIT_GRACE)
     exc = TimeoutError(
         f"HardTimeLimit: still running {grace:.0f} s after its {limit:.0f} s execution timeout, blocked in a "
         "call that could not be interrupted; the worker process was restarted"
     )
-    _write_outcome(end_op_failure(entry[1].attempt, exc, status=RunStatus.TIMED_OUT))
+    _write_outcome(end_op_failure(delivery.ctx.attempt, exc, status=RunStatus.TIMED_OUT))
 
 
-# message id -> (context token, context). Hooks for one message run in the same worker thread.
-_tokens: dict[str, tuple[Any, RunContext]] = {}
+def record_thread_death(thread_id: int, exc: BaseException) -> None:
+    """Record the run a worker thread held when it died as failed (the process is restarted next)."""
+    for key, delivery in list(_deliveries.items()):
+        if delivery.thread != thread_id:
+            continue
+        _deliveries.pop(key, None)
+        attempt = delivery.ctx.attempt if delivery.ctx else delivery.start.outcome
+        if isinstance(attempt, Attempt):
+            died = RuntimeError(
+                f"WorkerThreadDied: the worker thread running it died ({type(exc).__name__}: {exc}); "
+                "the worker process was restarted"
+            )
+            _write_outcome(end_op_failure(attempt, died))
+
+
+@dataclass
+class Delivery:
+    """One delivery of a message to this process: its start, then the run context once started.
+
+    Kept per delivery (the ``MessageProxy``), never per message id: a duplicate delivery of a
+    running run is skipped without touching the state of the delivery that runs it.
+    """
+
+    thread: int
+    start: StartOp
+    ctx: RunContext | None = None
+    token: Any = None
+
+
+# id(MessageProxy) -> its delivery. All hooks for one delivery run in the same worker thread.
+_deliveries: dict[int, Delivery] = {}

@@ -1,8 +1,12 @@
 """Admin for cron schedules (registered from fusion_jobs.admin).
 
-Schedules are declared in code, so nothing here edits one: the page shows what each will do
-(task, expression, timezone, misfire policy, next fire, last run) and offers three actions, each
-behind its own permission and a confirmation page:
+A schedule's origin decides what can be done to it here. A *declared* one (a registrar's) is read
+only: the code owns it. A *runtime* one can be added (``add_cronschedule``), edited
+(``change_cronschedule``) and deleted (``delete_cronschedule``, also for an orphaned declared one),
+through the same checks as ``ensure_cron``: a task picked from the registered ones, the expression
+and zone parsed (with the next fires shown), the input checked against the task's signature.
+Every page shows what each will do (task, expression, timezone, misfire policy, next fire, last
+run), and three actions, each behind its own permission and a confirmation page:
 
 * **pause** / **resume** (``pause_cronschedule``): a pause is kept across restarts and deploys
   (``ensure_cron`` never touches it). Resuming starts from the next tick: the ticks that passed
@@ -15,8 +19,11 @@ Everything rendered from a schedule goes through ``format_html`` or template aut
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db import transaction
@@ -29,9 +36,11 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from ..exceptions import UnknownTaskError
-from ..models import CronSchedule, JobRun
+from ..exceptions import CronError, FusionJobsError, UnknownTaskError
+from ..models import CronOrigin, CronSchedule, JobRun, MisfirePolicy
 from ..recording import db_alias
+from ..registry import all_tasks, get_task
+from .declare import check_input, cron_trigger, delete_cron, ensure_cron
 
 RUN_NOW_LIMIT = 50
 RECENT_RUNS = 15
@@ -94,41 +103,214 @@ def _run_badge(status: str) -> SafeString:
     return badge(status)
 
 
+PREVIEW_FIRES = 5
+
+
+def next_fires(expression: str, zone: str, count: int = PREVIEW_FIRES) -> list[Any]:
+    """The next ``count`` ticks (aware, UTC) of ``expression`` in ``zone``; CronError when invalid."""
+    trigger = cron_trigger(expression, zone)
+    ticks: list[Any] = []
+    moment = timezone.now()
+    while len(ticks) < count and (tick := trigger.next_after(moment)) is not None:
+        ticks.append(tick)
+        moment = tick
+    return ticks
+
+
+def fires_html(ticks: list[Any], zone: str) -> SafeString:
+    local = ZoneInfo(zone)
+    return format_html(
+        '<ol class="fj-next-fires">{}</ol>',
+        format_html_join(
+            "",
+            '<li>{} {} <span class="fj-stage">({} UTC)</span></li>',
+            (
+                (
+                    tick.astimezone(local).strftime("%a %Y-%m-%d %H:%M"),
+                    zone,
+                    tick.astimezone(UTC).strftime("%H:%M"),
+                )
+                for tick in ticks
+            ),
+        ),
+    )
+
+
+def _task_choices() -> list[tuple[str, str]]:
+    return [(name, name) for name in sorted(all_tasks())]
+
+
+class RuntimeScheduleForm(forms.ModelForm):
+    """Adds or edits a runtime schedule with ``ensure_cron``'s checks, each error on its field."""
+
+    task_name = forms.ChoiceField(label="task", choices=_task_choices)
+    expression = forms.CharField(
+        max_length=120,
+        help_text="Five crontab fields (minute hour day-of-month month day-of-week) or @daily, @hourly...",
+    )
+    timezone = forms.CharField(max_length=64, initial="UTC", help_text="An IANA zone, e.g. Europe/Berlin.")
+    misfire = forms.ChoiceField(choices=MisfirePolicy.choices, initial=MisfirePolicy.LATEST)
+    input = forms.JSONField(
+        required=False,
+        initial=dict,
+        help_text="The task's keyword arguments, a JSON object, checked against its signature.",
+    )
+
+    class Meta:
+        model = CronSchedule
+        fields = ("name", "task_name", "expression", "timezone", "misfire", "max_lateness", "input")
+
+    def clean_timezone(self) -> str:
+        zone = str(self.cleaned_data["timezone"]).strip()
+        try:
+            cron_trigger("0 0 * * *", zone)
+        except CronError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return zone
+
+    def clean_max_lateness(self) -> float | None:
+        value = self.cleaned_data.get("max_lateness")
+        if value is not None and value <= 0:
+            raise forms.ValidationError("A positive number of seconds, or empty for no limit.")
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
+        expression, zone = data.get("expression"), data.get("timezone")
+        if expression and zone:
+            try:
+                if not next_fires(expression, zone, 1):
+                    self.add_error("expression", f"{expression!r} never fires")
+            except CronError as exc:
+                self.add_error("expression", str(exc))
+        task_name = data.get("task_name")
+        if task_name:
+            name = data.get("name") or self.instance.name or "new schedule"
+            try:
+                data["input"] = check_input(get_task(task_name), name, data.get("input") or {})
+            except (FusionJobsError, TypeError, ValueError) as exc:
+                self.add_error("input", str(exc))
+        return data
+
+
 @admin.register(CronSchedule)
 class CronScheduleAdmin(admin.ModelAdmin):
+    # State first: at 1280 px with the filters open, a wide row still shows it (and the last run).
     list_display = (
         "name",
+        "state_badge",
+        "origin",
         "task_name",
         "expression_display",
         "policy_display",
-        "next_fire_at",
+        "next_fire_display",
         "last_run_display",
-        "state_badge",
     )
-    list_filter = ("paused", "orphaned", "enabled", "misfire")
+    list_filter = ("origin", "paused", "orphaned", "enabled", "misfire")
     search_fields = ("name", "task_name")
     list_select_related = ("last_run",)
     actions = ("pause_schedules", "resume_schedules", "run_now")
     fields = (
         "name",
         "state_badge",
+        "origin",
         "task_name",
         "expression_display",
         "input",
         "policy_display",
         "next_fire_at",
+        "next_fires_preview",
         "last_run_display",
         "recent_runs",
         "created_at",
         "updated_at",
     )
     readonly_fields = fields
+    #: A runtime schedule's form: what ``ensure_cron`` takes, then what the schedule did.
+    editable_fields = ("task_name", "expression", "timezone", "misfire", "max_lateness", "input")
+    shown_with_form = (
+        "state_badge",
+        "origin",
+        "next_fire_at",
+        "next_fires_preview",
+        "last_run_display",
+        "recent_runs",
+        "created_at",
+        "updated_at",
+    )
+
+    class Media:
+        css = {"all": ("fusion_jobs/admin.css",)}
+
+    # -- forms: runtime schedules only ------------------------------------------------------------
+
+    @staticmethod
+    def _editable(obj: CronSchedule | None) -> bool:
+        return obj is not None and obj.origin == CronOrigin.RUNTIME
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ("name", *self.editable_fields)
+        if self._editable(obj) and self.has_change_permission(request, obj):
+            return ("name", *self.editable_fields, *self.shown_with_form)
+        return self.fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ()
+        if self._editable(obj) and self.has_change_permission(request, obj):
+            return ("name", *self.shown_with_form)  # renaming is delete + add
+        return self.readonly_fields
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None or self._editable(obj):
+            kwargs["form"] = RuntimeScheduleForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: CronSchedule, form: Any, change: bool) -> None:
+        """Through ``ensure_cron`` (outside a registrar, so runtime): one path, one set of rules."""
+        data = form.cleaned_data
+        row = ensure_cron(
+            data["task_name"],
+            obj.name,
+            data["expression"],
+            data.get("input") or {},
+            timezone=data["timezone"],
+            misfire=data["misfire"],
+            max_lateness=data.get("max_lateness"),
+        )
+        obj.pk = row.pk
+        obj.refresh_from_db()
+
+    def delete_model(self, request: HttpRequest, obj: CronSchedule) -> None:
+        delete_cron(obj.name)
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # would delete declared schedules too
+        return actions
 
     # -- columns -------------------------------------------------------------------------------
 
     @admin.display(description="expression")
     def expression_display(self, obj: CronSchedule) -> SafeString:
         return format_html("<code>{}</code> {}", obj.expression, obj.timezone)
+
+    @admin.display(description="next fire", ordering="next_fire_at")
+    def next_fire_display(self, obj: CronSchedule) -> str:
+        if obj.next_fire_at is None or not obj.active:
+            return "-"
+        return timezone.localtime(obj.next_fire_at).strftime("%Y-%m-%d %H:%M")
+
+    @admin.display(description=f"next {PREVIEW_FIRES} fires")
+    def next_fires_preview(self, obj: CronSchedule) -> SafeString | str:
+        if not obj.active:
+            return "- (not firing: paused, disabled or orphaned)"
+        try:
+            return fires_html(next_fires(obj.expression, obj.timezone), obj.timezone)
+        except CronError as exc:
+            return str(exc)
 
     @admin.display(description="misfire policy", ordering="misfire")
     def policy_display(self, obj: CronSchedule) -> str:
@@ -185,16 +367,17 @@ class CronScheduleAdmin(admin.ModelAdmin):
             ),
         )
 
-    # -- permissions: declared in code, so never added, edited or deleted here ----------------
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    # -- permissions: declared schedules belong to the code; runtime ones to their permissions ---
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+        if obj is not None and not self._editable(obj):
+            return False
+        return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+        if obj is not None and obj.origin == CronOrigin.DECLARED and not obj.orphaned:
+            return False
+        return super().has_delete_permission(request, obj)
 
     def has_pause_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.pause_cronschedule")

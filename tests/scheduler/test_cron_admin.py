@@ -148,3 +148,128 @@ def test_run_now_queues_a_run_for_the_worker(make_client, broker_settings, worke
     assert run.enqueued_by == "admin run-now by op" and run.published_at is not None
     assert wait_for(lambda: JobRun.objects.get(pk=run.pk).status == "succeeded", timeout=30)
     assert CronSchedule.objects.get(pk=row.pk).next_fire_at == next_fire  # not a tick
+
+
+ADD = reverse("admin:fusion_jobs_cronschedule_add")
+
+
+def change_url(row: CronSchedule) -> str:
+    return reverse("admin:fusion_jobs_cronschedule_change", args=[row.pk])
+
+
+def form_data(**fields: Any) -> dict[str, Any]:
+    return {
+        "name": "t-cron-runtime",
+        "task_name": "t-cron-record",
+        "expression": "30 7 * * 1-5",
+        "timezone": "Europe/Berlin",
+        "misfire": "skip",
+        "max_lateness": "",
+        "input": '{"label": "from the admin"}',
+        **fields,
+    }
+
+
+def declared(name: str = "t-cron-a") -> CronSchedule:
+    from fusion_jobs.scheduler.declare import declaring
+
+    with declaring():
+        fusion_jobs.ensure_cron("t-cron-record", name, "*/5 * * * *", {"label": "a"})
+    return CronSchedule.objects.get(name=name)
+
+
+@pytest.mark.django_db
+def test_the_list_loads_the_admin_stylesheet_and_shows_each_origin(make_client):
+    # Without the stylesheet the state badges were dark text on dark green.
+    schedule("t-cron-runtime")
+    declared()
+    body = make_client("viewer", "view_cronschedule").get(CHANGELIST).content.decode()
+    assert "fusion_jobs/admin.css" in body
+    assert "Declared in code" in body and "Created at runtime" in body
+    assert "?origin__exact=runtime" in body  # the filter
+
+
+@pytest.mark.django_db
+def test_a_runtime_schedule_is_added_from_the_admin_through_ensure_cron_s_checks(make_client):
+    client = make_client("editor", "view_cronschedule", "add_cronschedule", "change_cronschedule")
+    page = client.get(ADD).content.decode()
+    assert '<option value="t-cron-record">' in page and '<option value="fusion-jobs-prune-runs">' in page
+    response = client.post(ADD, form_data(), follow=True)
+    assert response.status_code == 200, response.content
+    row = CronSchedule.objects.get(name="t-cron-runtime")
+    assert (row.origin, row.task_name, row.expression, row.timezone, row.misfire, row.input) == (
+        "runtime",
+        "t-cron-record",
+        "30 7 * * 1-5",
+        "Europe/Berlin",
+        "skip",
+        {"label": "from the admin"},
+    )
+    assert row.next_fire_at is not None and row.next_fire_at > timezone.now()
+    # Its page is a form, with the next five fires in its zone and in UTC.
+    text = client.get(change_url(row)).content.decode()
+    assert 'name="expression"' in text and 'class="fj-next-fires"' in text
+    assert text.count("Europe/Berlin <span") == 5 and "07:30 Europe/Berlin" in text
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"expression": "61 * * * *"}, "expression", "61"),
+        ({"expression": "0 0 30 2 *"}, "expression", "never fires"),
+        ({"timezone": "Mars/Olympus"}, "timezone", "Mars/Olympus"),
+        ({"input": "{}"}, "input", "label"),
+        ({"input": '{"label": "x", "colour": 1}'}, "input", "colour"),
+        ({"input": "[1, 2]"}, "input", "must be a dict"),
+        ({"task_name": "no-such-task"}, "task_name", "no-such-task"),
+        ({"max_lateness": "-5"}, "max_lateness", "positive"),
+    ],
+)
+@pytest.mark.django_db
+def test_the_admin_form_refuses_what_ensure_cron_would(make_client, fields, field, message):
+    client = make_client("editor", "view_cronschedule", "add_cronschedule")
+    response = client.post(ADD, form_data(**fields))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert field in errors and message in " ".join(errors[field]), errors
+    assert not CronSchedule.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_runtime_schedule_is_edited_and_deleted_a_declared_one_is_neither(make_client):
+    client = make_client(
+        "editor", "view_cronschedule", "add_cronschedule", "change_cronschedule", "delete_cronschedule"
+    )
+    client.post(ADD, form_data(), follow=True)
+    row = CronSchedule.objects.get(name="t-cron-runtime")
+    client.post(change_url(row), form_data(expression="0 8 * * *", input='{"label": "edited"}'), follow=True)
+    row.refresh_from_db()
+    assert (row.expression, row.input, row.origin) == ("0 8 * * *", {"label": "edited"}, "runtime")
+
+    code = declared()
+    page = client.get(change_url(code)).content.decode()
+    assert 'name="expression"' not in page and "Declared in code" in page  # read-only
+    client.post(change_url(code), form_data(name="t-cron-a", expression="0 9 * * *"))
+    assert CronSchedule.objects.get(pk=code.pk).expression == "*/5 * * * *"
+    delete = reverse("admin:fusion_jobs_cronschedule_delete", args=[code.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+    form = client.get(CHANGELIST).context["action_form"]  # no pause or run permission: no actions
+    assert form is None or "delete_selected" not in dict(form.fields["action"].choices)
+
+    client.post(reverse("admin:fusion_jobs_cronschedule_delete", args=[row.pk]), {"post": "yes"}, follow=True)
+    assert list(CronSchedule.objects.values_list("name", flat=True)) == ["t-cron-a"]
+
+
+@pytest.mark.django_db
+def test_without_the_add_permission_there_is_no_form(make_client):
+    viewer = make_client("viewer", "view_cronschedule")
+    assert viewer.get(ADD).status_code == 403
+    row = schedule("t-cron-runtime")
+    assert 'name="expression"' not in viewer.get(change_url(row)).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_paused_schedule_shows_no_next_fires(make_client):
+    row = schedule("t-cron-runtime", paused=True)
+    text = make_client("viewer", "view_cronschedule").get(change_url(row)).content.decode()
+    assert 'class="fj-next-fires"' not in text and "not firing" in text

@@ -150,3 +150,32 @@ def nul_error(label: str) -> None:
     """Fails with a NUL and a lone surrogate in its message (and so in its traceback)."""
     Marker.objects.create(label=label)
     raise ValueError(f"bad byte \x00 and \udc80 in {label}")
+
+
+# --- Duplicate deliveries and hostile messages (tests/faults/test_duplicate_delivery.py, --------
+# --- tests/faults/test_hostile_messages.py): their own queue, so a test may break its worker ----
+
+
+@fusion_jobs.task(name="t-hostile-record", queue="fj-hostile", execution_timeout="30s", max_retries=0)
+def hostile_record(label: str, seconds: float = 0.0, **extra: object) -> str:
+    """One Marker per start and per end: how many times the body ran (``extra`` is ignored)."""
+    Marker.objects.create(label=f"{label}:start", value={"pid": os.getpid()})
+    time.sleep(seconds)
+    Marker.objects.create(label=f"{label}:end")
+    return label
+
+
+@fusion_jobs.task(name="t-hostile-fail", queue="fj-hostile", execution_timeout="30s", max_retries=0)
+def hostile_fail(label: str) -> None:
+    Marker.objects.create(label=label)
+    raise ValueError(f"planned failure {label}")
+
+
+@fusion_jobs.task(name="t-hostile-sleep", queue="fj-hostile", execution_timeout="1s", max_retries=0)
+def hostile_sleep(label: str, seconds: float) -> str:
+    """Sleeps in pure Python (the soft limit can stop it); a Marker only if it got to the end."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    Marker.objects.create(label=label)
+    return label

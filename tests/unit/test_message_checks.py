@@ -1,0 +1,198 @@
+"""The worker's checks on a message, without services: its shape, and failing closed around the hooks."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+from dramatiq import Message
+from dramatiq.broker import MessageProxy
+from dramatiq.common import dq_name
+from dramatiq.errors import DecodeError
+from dramatiq.middleware import Middleware, SkipMessage
+from dramatiq.worker import WorkerThread
+
+from fusion_jobs import encoder
+from fusion_jobs.middleware import hard_limit, validation
+from fusion_jobs.registry import get_task
+
+LIMIT = 1000
+
+
+@pytest.fixture(autouse=True)
+def no_recording(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """Rejections are recorded in the database elsewhere (tests/faults); here only collected."""
+    recorded: list[tuple[str, Any]] = []
+
+    def record(reason: str, data: bytes, fields: Any) -> None:
+        recorded.append((reason, fields))
+
+    monkeypatch.setattr(encoder, "record_malformed", record)
+    monkeypatch.setattr(validation, "record_malformed", record)
+    return recorded
+
+
+def fields(**changes: Any) -> dict[str, Any]:
+    task_obj = get_task("t-hostile-record")
+    return {
+        "queue_name": task_obj.effective_queue,
+        "actor_name": task_obj.name,
+        "args": [],
+        "kwargs": {"label": "ok", "nested": {"list": [1, 2.5, None, True, "text é 漢"]}},
+        "options": {},
+        "message_id": str(uuid.uuid4()),
+        "message_timestamp": 1,
+        **changes,
+    }
+
+
+def test_a_message_as_fusion_jobs_publishes_it_passes():
+    assert check(fields()) == ""
+    delayed = fields(options={"retries": 2, "eta": 1_700_000_000_000})
+    delayed["queue_name"] = dq_name(delayed["queue_name"])
+    assert check(delayed) == ""
+
+
+def check(message: dict[str, Any]) -> str:
+    return encoder.check_fields(message, max_payload_bytes=LIMIT)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"message_id": "not-a-uuid"}, "message_id 'not-a-uuid' is not a run id"),
+        ({"message_id": str(uuid.uuid4()).upper()}, "is not a run id"),
+        ({"actor_name": "t-nope"}, "unknown task 't-nope'"),
+        ({"queue_name": "default"}, "queue_name 'default' is not task"),
+        ({"args": [1]}, "positional args are not accepted"),
+        ({"priority": 1}, "unexpected field(s) 'priority'"),
+        ({"message_timestamp": True}, "wrong type: message_timestamp"),
+        ({"options": {"throws": "ValueError"}}, "option(s) 'throws' not accepted"),
+        ({"options": {"time_limit": 999_999}}, "option(s) 'time_limit' not accepted"),
+        ({"options": {"max_retries": 99}}, "option(s) 'max_retries' not accepted"),
+        ({"options": {"retry_when": "x"}}, "option(s) 'retry_when' not accepted"),
+        ({"options": {"retries": "2"}}, "option 'retries' must be int, not str"),
+        ({"options": {"retries": True}}, "option 'retries' must be int, not bool"),
+        ({"options": {"retries": -1}}, "option 'retries' is -1"),
+        ({"options": {"eta": "tomorrow"}}, "option 'eta' must be int, not str"),
+        ({"kwargs": {"a": "x\x00y"}}, "kwargs['a'] contains a NUL"),
+        ({"kwargs": {"a": ["\ud800"]}}, "kwargs['a'][0] contains a NUL or a lone surrogate"),
+        ({"kwargs": {"k\x00": 1}}, "a key in kwargs contains a NUL"),
+        ({"kwargs": {"f": float("inf")}}, "kwargs['f'] is inf"),
+        ({"kwargs": {"big": "x" * LIMIT}}, f"over the {LIMIT:,}-byte limit (FUSION_JOBS_MAX_PAYLOAD_BYTES)"),
+    ],
+)
+def test_anything_else_is_refused_with_the_reason(changes, expected):
+    assert expected in check(fields(**changes))
+
+
+def test_nesting_too_deep_for_the_parser_is_a_rejection_not_a_crash(no_recording):
+    body = b'{"kwargs":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(DecodeError):
+        encoder.StrictJSONEncoder().decode(body)
+    assert "RecursionError" in no_recording[0][0]
+
+
+def test_an_oversized_message_is_refused_unparsed_and_its_id_kept(no_recording, settings):
+    settings.FUSION_JOBS_MAX_PAYLOAD_BYTES = LIMIT
+    message = fields(kwargs={"blob": "x" * (LIMIT * 40)})
+    with pytest.raises(DecodeError):
+        encoder.StrictJSONEncoder().decode(json.dumps(message, separators=(",", ":")).encode())
+    reason, found = no_recording[0]
+    assert "over what FUSION_JOBS_MAX_PAYLOAD_BYTES=1,000 allows" in reason
+    assert found == {k: message[k] for k in ("message_id", "actor_name", "queue_name")}
+
+
+def proxy(**changes: Any) -> MessageProxy:
+    data = fields(**changes)
+    data["args"] = tuple(data["args"])
+    return MessageProxy(Message(**data))
+
+
+class _Broker:
+    def __init__(self, *middleware: Middleware) -> None:
+        self.middleware = list(middleware)
+
+
+class _Raises(Middleware):
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        raise ValueError("boom")
+
+
+class _Skips(Middleware):
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        raise SkipMessage("not now")
+
+
+class _Counts(Middleware):
+    calls = 0
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        self.calls += 1
+
+
+def test_a_hook_that_raises_refuses_the_message_instead_of_running_it(no_recording):
+    message, after = proxy(), _Counts()
+    with pytest.raises(SkipMessage):
+        validation.before_process_fail_closed(_Broker(_Raises(), after), message)  # type: ignore[arg-type]
+    assert message.failed  # Dramatiq neither runs nor acks a failed message: it is dead-lettered
+    assert after.calls == 0
+    assert "_Raises could not admit it (ValueError: boom)" in no_recording[0][0]
+
+
+def test_skip_keeps_its_meaning_and_clean_hooks_all_run():
+    message = proxy()
+    with pytest.raises(SkipMessage):
+        validation.before_process_fail_closed(_Broker(_Skips()), message)  # type: ignore[arg-type]
+    assert not message.failed
+    first, second = _Counts(), _Counts()
+    validation.before_process_fail_closed(_Broker(first, second), message)  # type: ignore[arg-type]
+    assert (first.calls, second.calls) == (1, 1)
+
+
+class _Actor:
+    options = {"time_limit": 1000}
+
+
+class _ActorBroker:
+    actors = {"t-hostile-record": _Actor()}
+
+
+def test_the_hard_limit_watches_each_delivery_and_ignores_a_message_time_limit():
+    limit = hard_limit.HardTimeLimit()
+    running, duplicate = proxy(), proxy()
+    duplicate._message = running._message  # same message id, a second delivery
+    running.options["time_limit"] = 10_000_000  # (the encoder refuses this; the hard limit ignores it too)
+    limit.before_process_message(_ActorBroker(), running)  # type: ignore[arg-type]
+    limit.before_process_message(_ActorBroker(), duplicate)  # type: ignore[arg-type]
+    limit.after_skip_message(_ActorBroker(), duplicate)  # type: ignore[arg-type]
+    ((deadline, seconds, message),) = limit._running.values()
+    assert message is running and seconds == 1.0
+    assert deadline < time.monotonic() + 1.0 + 3600
+
+
+def test_a_worker_thread_that_dies_records_its_run_and_ends_the_process(monkeypatch):
+    recorded: list[tuple[int, BaseException]] = []
+    exits: list[int] = []
+    monkeypatch.setattr(hard_limit, "record_thread_death", lambda ident, exc: recorded.append((ident, exc)))
+    monkeypatch.setattr(hard_limit.os, "_exit", exits.append)
+    monkeypatch.setattr(hard_limit.logging, "shutdown", lambda: None)
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)
+    hard_limit.HardTimeLimit().before_worker_boot(None, None)  # type: ignore[arg-type]
+
+    class Dying(WorkerThread):
+        def run(self) -> None:
+            self.running = True
+            raise TypeError("isinstance() arg 2 must be a type")
+
+    thread = Dying(broker=None, consumers={}, work_queue=queue.PriorityQueue(), worker_timeout=100)  # type: ignore[arg-type]
+    thread.start()
+    thread.join(5)
+    assert [type(exc) for _, exc in recorded] == [TypeError]
+    assert recorded[0][0] == thread.ident
+    assert exits == [hard_limit.THREAD_DIED_EXIT]
