@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
+from django.db import DataError, OperationalError
 from dramatiq import Message
 from dramatiq.broker import MessageProxy
 from dramatiq.common import dq_name
@@ -18,7 +19,8 @@ from dramatiq.middleware import Middleware, SkipMessage
 from dramatiq.worker import WorkerThread
 
 from fusion_jobs import encoder
-from fusion_jobs.middleware import hard_limit, validation
+from fusion_jobs.middleware import hard_limit, lifecycle, validation
+from fusion_jobs.recording import Attempt, Skip
 from fusion_jobs.registry import get_task
 
 LIMIT = 1000
@@ -196,3 +198,69 @@ def test_a_worker_thread_that_dies_records_its_run_and_ends_the_process(monkeypa
     assert [type(exc) for _, exc in recorded] == [TypeError]
     assert recorded[0][0] == thread.ident
     assert exits == [hard_limit.THREAD_DIED_EXIT]
+
+
+class _Writer:
+    """Stands in for the batch writer: starts the first delivery of a run, skips later ones."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+        self.started: set[str] = set()
+
+    def apply(self, op: Any) -> Any:
+        if self.error is not None:
+            raise self.error
+        if op.run_id in self.started:
+            op.outcome = Skip("a live attempt is already running this run (duplicate delivery)")
+        else:
+            self.started.add(op.run_id)
+            op.outcome = Attempt(op.run_id, 1, op.task_name)
+        return op
+
+
+@pytest.fixture
+def outcomes(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    written: list[Any] = []
+    monkeypatch.setattr(lifecycle, "_write_outcome", lambda op: written.append(op) or True)
+    return written
+
+
+def test_a_skipped_duplicate_delivery_leaves_the_running_ones_outcome(monkeypatch, outcomes):
+    monkeypatch.setattr(lifecycle, "writer", _Writer())
+    middleware = lifecycle.RunLifecycle()
+    running, duplicate = proxy(), proxy()
+    duplicate._message = running._message
+    middleware.before_process_message(None, running)  # type: ignore[arg-type]
+    with pytest.raises(SkipMessage):
+        middleware.before_process_message(None, duplicate)  # type: ignore[arg-type]
+    middleware.after_skip_message(None, duplicate)  # type: ignore[arg-type]
+    middleware.after_process_message(None, running, result=None)  # type: ignore[arg-type]
+    assert [op.status for op in outcomes] == ["succeeded"]
+    assert outcomes[0].attempt.run_id == running.message_id
+
+
+def test_a_data_error_on_start_is_a_bad_message_not_an_outage(monkeypatch, no_recording):
+    monkeypatch.setattr(lifecycle, "writer", _Writer(DataError("unsupported Unicode escape sequence")))
+    monkeypatch.setattr(
+        lifecycle, "record_malformed", lambda reason, data, fields: no_recording.append((reason, fields))
+    )
+    requeued: list[Any] = []
+    monkeypatch.setattr(lifecycle, "requeue_for_db_outage", lambda *args: requeued.append(args))
+    message = proxy()
+    with pytest.raises(SkipMessage):
+        lifecycle.RunLifecycle().before_process_message(None, message)  # type: ignore[arg-type]
+    assert message.failed and not requeued
+    assert "the database cannot store its arguments (DataError" in no_recording[0][0]
+
+
+def test_an_outage_on_start_is_still_requeued(monkeypatch):
+    monkeypatch.setattr(lifecycle, "writer", _Writer(OperationalError("connection refused")))
+
+    def requeue(broker: Any, message: Any, exc: BaseException, doing: str) -> None:
+        raise SkipMessage("database unavailable")
+
+    monkeypatch.setattr(lifecycle, "requeue_for_db_outage", requeue)
+    message = proxy()
+    with pytest.raises(SkipMessage, match="database unavailable"):
+        lifecycle.RunLifecycle().before_process_message(None, message)  # type: ignore[arg-type]
+    assert not message.failed
