@@ -9,4 +9,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("documents/", include("example.documents.urls")),
     path("sandbox/", include("example.sandbox.urls")),
+    path("agent/", include("example.agent.urls")),
 ]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
@@ -16,6 +17,7 @@ from example.documents.models import Document, DocumentStatus
 from . import conf
 from .delivery import queue_message
 from .models import Memory, MessageKind, OutboundMessage
+from .schedules import users_with_their_own_time
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +85,20 @@ def compose(user: Any, briefing: Briefing, day: str) -> tuple[str, str]:
     return f"Your daily briefing for {day}", "\n".join(lines)
 
 
-def queue_digests(*, now: datetime) -> dict[str, Any]:
+def queue_digests(*, now: datetime, user_id: int | None = None, zone: str | None = None) -> dict[str, Any]:
     """Queue each active user's briefing for the last ``AGENT_DIGEST_HOURS``; users with nothing to report
     get none. At most one per user and local day, so a retried or doubled run queues nothing twice.
+
+    Without ``user_id`` (the shared 07:30 cron) it skips users who chose their own time; with it (that
+    user's own schedule) it queues theirs alone, dated in their ``zone``.
     """
     start = now - timedelta(hours=float(conf.get("AGENT_DIGEST_HOURS")))
-    day = timezone.localdate(now).isoformat()
+    local = now.astimezone(ZoneInfo(zone)) if zone else timezone.localtime(now)
+    day = local.date().isoformat()
     queued = quiet = already = 0
     users = get_user_model().objects.filter(is_active=True).exclude(email="").order_by("pk")
+    # The shared run leaves out who chose their own time; a user's own run covers them alone.
+    users = users.exclude(pk__in=users_with_their_own_time()) if user_id is None else users.filter(pk=user_id)
     for user in users.iterator(chunk_size=200):
         briefing = gather(user, start, now)
         if not briefing:

@@ -1,4 +1,4 @@
-"""The agent's six tasks (autodiscovered); each is a thin wrapper over a module that takes ``now``.
+"""The agent's tasks (autodiscovered): the six crons' and the per-user digest's; each a thin wrapper.
 
 All are single-flight: two runs of the same cron never overlap (the plugin records the skipped one).
 The proactive tick also guards itself with a row lock, so its correctness does not depend on that.
@@ -53,3 +53,16 @@ def agent_memory_consolidation_tick() -> dict[str, Any]:
 def agent_digest_tick() -> dict[str, Any]:
     """Queue each user's daily briefing (at most one per user and day)."""
     return digest.queue_digests(now=timezone.now())
+
+
+@fusion_jobs.task(
+    name="agent-user-digest-tick",
+    single_flight=lambda user_id, timezone="UTC": f"user-{user_id}",
+    execution_timeout="5m",
+    max_retries=2,
+)
+def agent_user_digest_tick(user_id: int, timezone: str = "UTC") -> dict[str, Any]:
+    """Queue one user's briefing at the time they chose (their runtime schedule, ``schedules``)."""
+    from django.utils import timezone as dj_timezone
+
+    return digest.queue_digests(now=dj_timezone.now(), user_id=user_id, zone=timezone)
