@@ -128,7 +128,12 @@ def fires_html(ticks: list[Any], zone: str) -> SafeString:
                 (
                     tick.astimezone(local).strftime("%a %Y-%m-%d %H:%M"),
                     zone,
-                    tick.astimezone(UTC).strftime("%H:%M"),
+                    # The UTC date too when it is not the local one (Sydney's midnight is 13:00 UTC).
+                    tick.astimezone(UTC).strftime(
+                        "%H:%M"
+                        if tick.astimezone(UTC).date() == tick.astimezone(local).date()
+                        else "%a %Y-%m-%d %H:%M"
+                    ),
                 )
                 for tick in ticks
             ),
@@ -219,7 +224,7 @@ class CronScheduleAdmin(admin.ModelAdmin):
         "expression_display",
         "input",
         "policy_display",
-        "next_fire_at",
+        "next_fire_display",  # none when paused, disabled or orphaned
         "next_fires_preview",
         "last_run_display",
         "recent_runs",
@@ -232,7 +237,7 @@ class CronScheduleAdmin(admin.ModelAdmin):
     shown_with_form = (
         "state_badge",
         "origin",
-        "next_fire_at",
+        "next_fire_display",
         "next_fires_preview",
         "last_run_display",
         "recent_runs",
