@@ -33,7 +33,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections, transaction
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -229,9 +229,29 @@ def badge(status: str) -> SafeString:
     )
 
 
-def pretty_json(value: Any) -> SafeString:
+#: Above this many characters the run page shows the start of a JSON value and links to all of it:
+#: a run with 20 MB of arguments must not render a 20 MB page.
+JSON_DISPLAY_LIMIT = 64 * 1024
+#: The JSON fields a run page can download whole (``<id>/json/<field>/``).
+DOWNLOADABLE_JSON = ("kwargs", "result")
+
+
+def pretty_json(value: Any, download_url: str = "") -> SafeString:
     text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
-    return format_html('<pre class="fj-pre">{}</pre>', text)
+    if len(text) <= JSON_DISPLAY_LIMIT:
+        return format_html('<pre class="fj-pre">{}</pre>', text)
+    return format_html(
+        '<pre class="fj-pre">{}\n…</pre><p class="fj-truncated">Showing the first {} characters of {}. '
+        '<a href="{}" download>Download the whole JSON</a></p>',
+        text[:JSON_DISPLAY_LIMIT],
+        f"{JSON_DISPLAY_LIMIT:,}",
+        f"{len(text):,}",
+        download_url,
+    )
+
+
+def run_json_url(run_id: Any, field_name: str) -> str:
+    return reverse("admin:fusion_jobs_jobrun_json", args=[str(run_id), field_name])
 
 
 def run_change_url(run_id: Any) -> str:
@@ -423,11 +443,11 @@ class JobRunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="arguments")
     def kwargs_pretty(self, obj: JobRun) -> SafeString:
-        return pretty_json(obj.kwargs)
+        return pretty_json(obj.kwargs, run_json_url(obj.pk, "kwargs"))
 
     @admin.display(description="result")
     def result_pretty(self, obj: JobRun) -> SafeString | str:
-        return "-" if obj.result is None else pretty_json(obj.result)
+        return "-" if obj.result is None else pretty_json(obj.result, run_json_url(obj.pk, "result"))
 
     @admin.display(description="traceback")
     def traceback_pre(self, obj: JobRun) -> SafeString | str:
@@ -495,7 +515,8 @@ class JobRunAdmin(ReadOnlyAdmin):
     ) -> HttpResponse:
         context = {
             **(extra_context or {}),
-            "fj_can_retry": self.has_retry_permission(request),
+            # Inline mode refuses every retry (DISABLED_RETRY_MESSAGE): offer no button that can only fail.
+            "fj_can_retry": self.has_retry_permission(request) and is_jobs_enabled(),
             "fj_can_cancel": self.has_cancel_permission(request),
             "fj_cancellable": CANCELLABLE,
         }
@@ -708,8 +729,25 @@ class JobRunAdmin(ReadOnlyAdmin):
             path("dashboard/", wrap(self.dashboard_view), name="fusion_jobs_jobrun_dashboard"),
             path("<path:object_id>/retry/", wrap(self.retry_view), name="fusion_jobs_jobrun_retry"),
             path("<path:object_id>/cancel/", wrap(self.cancel_view), name="fusion_jobs_jobrun_cancel"),
+            path(
+                "<path:object_id>/json/<str:field_name>/",
+                wrap(self.json_view),
+                name="fusion_jobs_jobrun_json",
+            ),
             *super().get_urls(),
         ]
+
+    def json_view(self, request: HttpRequest, object_id: str, field_name: str) -> HttpResponseBase:
+        """A run's arguments or result as a JSON download (the run page shows only their start)."""
+        run = self._get_run(request, object_id)
+        if field_name not in DOWNLOADABLE_JSON or run is None:
+            raise Http404("no such run or field")
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
+        body = json.dumps(getattr(run, field_name), indent=2, ensure_ascii=False, sort_keys=True, default=str)
+        response = HttpResponse(body, content_type="application/json; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-{field_name}.json"'
+        return response
 
     def _get_run(self, request: HttpRequest, object_id: str) -> JobRun | None:
         try:
