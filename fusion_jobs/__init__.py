@@ -4,7 +4,7 @@ Importing this package has no side effects and loads neither dramatiq nor pika: 
 built only when jobs are enabled and a run is published or a worker starts.
 """
 
-from .api import RunHandle, enqueue, enqueue_many, get_jobs_status, is_jobs_enabled
+from .api import RunHandle, enqueue, enqueue_at, enqueue_many, get_jobs_status, is_jobs_enabled
 from .context import current_run_id, report_progress
 from .exceptions import (
     CronError,
@@ -32,6 +32,7 @@ __all__ = [
     "current_run_id",
     "delete_cron",
     "enqueue",
+    "enqueue_at",
     "enqueue_many",
     "ensure_cron",
     "get_jobs_status",

@@ -75,6 +75,8 @@ LIST_FIELDS = (
     "enqueued_at",
     "started_at",
     "finished_at",
+    "published_at",  # with next_attempt_at: a waiting run's start time in the status column
+    "next_attempt_at",
 )
 CANCELLABLE = (RunStatus.QUEUED, RunStatus.RETRYING)
 #: Statuses of runs that executed, which have a duration and count towards the failure rate.
@@ -414,7 +416,22 @@ class JobRunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="status")
     def status_badge(self, obj: JobRun) -> SafeString:
-        return badge(obj.status)
+        """The status; a run waiting for its time (``enqueue_at()``, a retry's backoff) says when."""
+        waiting = obj.status in (RunStatus.QUEUED, RunStatus.RETRYING) and obj.published_at is None
+        if not (waiting and obj.next_attempt_at):
+            return badge(obj.status)
+        when = (
+            timezone.localtime(obj.next_attempt_at)
+            if timezone.is_aware(obj.next_attempt_at)
+            else obj.next_attempt_at
+        )
+        return format_html(
+            '{} <span class="fj-starts-at" title="{}">{} {}</span>',
+            badge(obj.status),
+            when.isoformat(timespec="seconds"),
+            "starts at" if obj.status == RunStatus.QUEUED else "next attempt at",
+            when.strftime("%Y-%m-%d %H:%M:%S"),
+        )
 
     @admin.display(description="progress")
     def progress_bar(self, obj: JobRun) -> SafeString | str:
@@ -960,6 +977,7 @@ def dashboard_stats(window: timedelta, *, now: datetime | None = None) -> Dashbo
     )
     oldest = (
         runs.filter(status=RunStatus.QUEUED)
+        .exclude(next_attempt_at__gt=now)  # waiting for its start time (enqueue_at), not stuck
         .only("id", "task_name", "enqueued_at", "status")
         .order_by("enqueued_at")
         .first()

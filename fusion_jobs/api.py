@@ -7,8 +7,10 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
@@ -109,6 +111,50 @@ def enqueue(task_or_name: Task | str, /, **kwargs: Any) -> RunHandle:
     return _enqueue_validated(task_obj, payload, enqueued_by=_caller())
 
 
+def enqueue_at(when: datetime | timedelta, task_or_name: Task | str, /, **kwargs: Any) -> RunHandle:
+    """Enqueue a run that starts no earlier than ``when`` (an aware datetime, or a timedelta from now).
+
+    The run is written ``queued`` with ``next_attempt_at = when`` and nothing is published: the
+    outbox relay (in every worker and in ``runcrons``) publishes it when it is due, so any horizon
+    works, hours or days, and nothing waits unacked on the broker. The arguments are checked as
+    ``enqueue()`` checks them. A naive datetime raises ``PayloadError`` (which zone it means is a
+    guess) unless ``USE_TZ`` is off. With jobs disabled the run executes inline at once, like
+    Celery's eager mode ignoring a countdown: the start time is logged and ignored.
+    """
+    not_before = _start_time(when)
+    task_obj = get_task(task_or_name)
+    task_obj.check_arguments(kwargs)
+    payload, _size = json_roundtrip(
+        kwargs, task_name=task_obj.name, max_bytes=int(jobs_settings.MAX_PAYLOAD_BYTES)
+    )
+    if not is_jobs_enabled():
+        logger.info(
+            "enqueue_at: jobs run inline here, so %s runs now instead of at %s",
+            task_obj.name,
+            not_before.isoformat(timespec="seconds"),
+        )
+        return _enqueue_validated(task_obj, payload, enqueued_by=_caller())
+    return _enqueue_validated(task_obj, payload, enqueued_by=_caller(), not_before=not_before)
+
+
+def _start_time(when: Any) -> datetime:
+    """``enqueue_at``'s ``when`` as a datetime the database can store (aware under ``USE_TZ``)."""
+    if isinstance(when, timedelta):
+        return timezone.now() + when
+    if not isinstance(when, datetime):
+        raise PayloadError(
+            f"enqueue_at: when must be an aware datetime or a timedelta, not {type(when).__name__}"
+        )
+    if not settings.USE_TZ:
+        return timezone.make_naive(when) if timezone.is_aware(when) else when
+    if timezone.is_naive(when):
+        raise PayloadError(
+            f"enqueue_at: when={when.isoformat()} is a naive datetime, and which time zone it means "
+            "is ambiguous; pass an aware datetime (e.g. timezone.now() + timedelta(hours=1)) or a timedelta"
+        )
+    return when
+
+
 def _enqueue_validated(
     task_obj: Task,
     payload: dict[str, Any],
@@ -119,12 +165,15 @@ def _enqueue_validated(
     scheduled_for: Any = None,
     force_queue: bool = False,
     on_publish_error: str | None = None,
+    not_before: datetime | None = None,
 ) -> RunHandle:
     from .context import current_run_id
     from .models import JobRun, RunMode
     from .recording import Attempt, begin_inline_attempt, db_alias, insert_run
 
     queued = force_queue or is_jobs_enabled()
+    # enqueue_at() with a start ahead: the row is all there is until the relay publishes it.
+    deferred = queued and not_before is not None and not_before > timezone.now()
     run_id = str(uuid.uuid4())
     parent = current_run_id()
     if parent and not enqueued_by.startswith(("admin", "cron")):
@@ -144,16 +193,19 @@ def _enqueue_validated(
         retry_of=retry_of,
         cron=cron,
         scheduled_for=scheduled_for,
+        next_attempt_at=not_before if queued else None,
     )
     # Inline, outside a transaction, for a run no overlap rule can keep from starting: the row is
     # written already started (one write instead of two) and the run goes straight on.
     started_here = not queued and outside_transaction and cron is None and not task_obj.single_flight
     if started_here:
         begin_inline_attempt(row, timezone.now())
-    insert_run(row, using=alias, wait_for_disk=not (queued or started_here))
+    insert_run(row, using=alias, wait_for_disk=deferred or not (queued or started_here))
     handle = RunHandle(run_id=run_id, mode="queued" if queued else "inline", task_name=task_obj.name)
     if started_here:
         _raise(_run_here(task_obj, handle, payload, Attempt(run_id, 1, task_obj.name)))
+    elif deferred:
+        pass  # published by the outbox relay at next_attempt_at
     elif queued:
         _after_commit(
             alias,
@@ -361,6 +413,7 @@ __all__ = [
     "FusionJobsError",
     "RunHandle",
     "enqueue",
+    "enqueue_at",
     "enqueue_many",
     "get_jobs_status",
     "is_jobs_enabled",

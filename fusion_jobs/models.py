@@ -128,10 +128,26 @@ class JobRun(models.Model):
             models.Index(
                 fields=["retry_of"], name="fj_run_retry_of", condition=models.Q(retry_of__isnull=False)
             ),
+            # The outbox relay's two queries (fusion_jobs.relay): runs that never reached the
+            # broker, by age, and runs waiting for their time (a retry's backoff, enqueue_at()),
+            # by that time. Each holds only unpublished rows, so it stays small and a poll every
+            # second is one short index range scan.
             models.Index(
                 fields=["enqueued_at"],
                 name="fj_run_unpublished",
-                condition=models.Q(published_at__isnull=True, mode="worker", status="queued"),
+                condition=models.Q(
+                    published_at__isnull=True, mode="worker", status="queued", next_attempt_at__isnull=True
+                ),
+            ),
+            models.Index(
+                fields=["next_attempt_at"],
+                name="fj_run_due",
+                condition=models.Q(
+                    published_at__isnull=True,
+                    mode="worker",
+                    status__in=["queued", "retrying"],
+                    next_attempt_at__isnull=False,
+                ),
             ),
         ]
         constraints = [

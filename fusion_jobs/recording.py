@@ -221,9 +221,12 @@ def _apply_end(op: EndOp, row: JobRun | None, now: datetime, changed: dict[str, 
     row.error, row.traceback = op.error, op.traceback
     fields |= {"status", "error", "traceback"}
     if op.status == RunStatus.RETRYING:
+        # The retry waits here, unpublished, until the relay publishes it at next_attempt_at:
+        # never as a delayed message held unacked in a worker (RabbitMQ's consumer_timeout).
         row.next_attempt_at = op.next_attempt_at
+        row.published_at = None
         row.attempt_log = [*row.attempt_log, _log_entry(row, op.log_outcome or "failed", now, op.error)]
-        fields |= {"next_attempt_at", "attempt_log"}
+        fields |= {"next_attempt_at", "published_at", "attempt_log"}
     else:
         row.finished_at = now
         row.result = op.result

@@ -1,90 +1,178 @@
-"""The outbox relay: publishes runs whose row was committed but whose message never reached the broker.
+"""The outbox relay: publishes runs whose row is in PostgreSQL but whose message is not on the broker.
 
-That happens when the broker was down or blocked at ``enqueue()`` time under
-``FUSION_JOBS_ON_PUBLISH_ERROR="outbox"``, when a process died between commit and publish, or
-when a retry could not be re-published during an outage. The relay runs inside ``rundramatiq``
-and ``runcrons`` and as ``manage.py relayjobs``; several relays may run at once (rows are taken
-with ``SKIP LOCKED``), and a run published twice still executes once per attempt because the
-worker checks the run's state before running it.
+Two kinds of runs wait there. Runs that are *due*: a retry's backoff, a run deferred with
+``enqueue_at()``, or a delayed message a worker parked, each held as ``next_attempt_at`` with
+``published_at`` NULL and published when that time comes (never as a delayed message: one held
+unacked in a worker's prefetch is closed and redelivered in a loop by RabbitMQ's
+``consumer_timeout``). And runs that were *lost on the way*: the broker was down or blocked at
+``enqueue()`` time under ``FUSION_JOBS_ON_PUBLISH_ERROR="outbox"``, or a process died between
+commit and publish.
+
+The relay runs in every ``rundramatiq`` worker process and in ``runcrons`` (polling every second,
+so a due run is published within about a second of its time) and as ``manage.py relayjobs``.
+Several relays may run at once. Each works chunk by chunk and never holds a row lock across
+network I/O: it *claims* a chunk in a short transaction (rows taken with ``SKIP LOCKED`` and
+leased by moving ``next_attempt_at`` a lease ahead, so no other relay takes them), publishes the
+chunk with no transaction open, then marks that chunk published. A failed chunk is released for
+the next pass and leaves the marks of earlier chunks, whose messages are on the broker, in place.
+A relay that dies mid-chunk leaves its lease to expire, after which the chunk is published again:
+a run may be published twice, and each attempt still executes once, because the worker checks the
+run's state before running it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db import close_old_connections, transaction
+from django.db import DatabaseError, close_old_connections, transaction
+from django.db.models import Case, DateTimeField, Value, When
 from django.utils import timezone
 
+from .conf import jobs_settings
 from .exceptions import PublishError, UnknownTaskError
 from .models import JobRun, RunMode, RunStatus
 from .recording import db_alias
-from .registry import get_task
+from .registry import Task, get_task
 
 logger = logging.getLogger("fusion_jobs.relay")
 
 #: A run this young may still be published by the process that enqueued it (on_commit).
 MIN_AGE_SECONDS = 10.0
+#: Runs published per claim, publish and mark.
+CHUNK_SIZE = 100
+#: How often the relay looks for due runs: the promptness of a delayed start or a retry.
+POLL_INTERVAL = 1.0
+#: Statuses a run waits for its message in.
+WAITING = [RunStatus.QUEUED, RunStatus.RETRYING]
+
+
+def lease_seconds() -> float:
+    """How long a claimed chunk is left to its relay before another may publish it again."""
+    return max(30.0, 10 * float(jobs_settings.PUBLISH_TIMEOUT))
 
 
 def _retries_done(run: JobRun) -> int:
     return sum(1 for entry in run.attempt_log if entry.get("outcome") in ("failed", "timed_out"))
 
 
-def relay_once(*, limit: int = 500, now: datetime | None = None, min_age: float | None = None) -> int:
-    """Publish up to ``limit`` unpublished runs, oldest first; return how many were published."""
-    from .backends.broker import publish_many
+@dataclass
+class _Claimed:
+    run: JobRun
+    task: Task
+    not_before: datetime | None  # next_attempt_at before the lease, put back by the mark
 
-    now = now or timezone.now()
-    age = MIN_AGE_SECONDS if min_age is None else min_age
-    alias = db_alias()
-    published = 0
+
+def _waiting(alias: str) -> Any:
+    return JobRun.objects.using(alias).filter(mode=RunMode.WORKER, published_at__isnull=True)
+
+
+def _claim(alias: str, now: datetime, min_age: float, limit: int) -> tuple[list[_Claimed], datetime]:
+    """Take up to ``limit`` runs to publish and lease them; returns them and the lease's end.
+
+    Due runs first (``fj_run_due``: ``next_attempt_at <= now``), then runs lost on the way that
+    are older than ``min_age`` (``fj_run_unpublished``). One short transaction, no network I/O.
+    """
+    lease = now + timedelta(seconds=lease_seconds())
+    fields = ("id", "task_name", "kwargs", "status", "attempt_log", "next_attempt_at")
     with transaction.atomic(using=alias):
+        locked = _waiting(alias).select_for_update(skip_locked=True).only(*fields)
         rows = list(
-            JobRun.objects.using(alias)
-            .select_for_update(skip_locked=True)
-            .filter(
-                mode=RunMode.WORKER,
-                status__in=[RunStatus.QUEUED, RunStatus.RETRYING],
-                published_at__isnull=True,
-                enqueued_at__lte=now - timedelta(seconds=age),
-            )
-            .order_by("enqueued_at")[:limit]
+            locked.filter(status__in=WAITING, next_attempt_at__lte=now).order_by("next_attempt_at")[:limit]
         )
-        if not rows:
-            return 0
-        batch = []
+        if len(rows) < limit:
+            rows += list(
+                locked.filter(
+                    status=RunStatus.QUEUED,
+                    next_attempt_at__isnull=True,
+                    enqueued_at__lte=now - timedelta(seconds=min_age),
+                ).order_by("enqueued_at")[: limit - len(rows)]
+            )
+        claimed = []
         for run in rows:
             try:
-                task_obj = get_task(run.task_name)
+                claimed.append(_Claimed(run, get_task(run.task_name), run.next_attempt_at))
             except UnknownTaskError:
                 JobRun.objects.using(alias).filter(pk=run.pk).update(
                     status=RunStatus.FAILED,
                     finished_at=now,
                     error=f"UnknownTaskError: no task named {run.task_name!r} is registered (relay)",
                 )
-                continue
-            delay_ms = None
-            if run.status == RunStatus.RETRYING and run.next_attempt_at and run.next_attempt_at > now:
-                delay_ms = int((run.next_attempt_at - now).total_seconds() * 1000)
-            batch.append((task_obj, str(run.pk), run, delay_ms))
-        for start in range(0, len(batch), 100):
-            chunk = batch[start : start + 100]
-            publish_many(
-                [(t, rid, dict(run.kwargs), delay) for t, rid, run, delay in chunk],
-                retries=[_retries_done(run) for _, _, run, _ in chunk],
+        if claimed:
+            JobRun.objects.using(alias).filter(pk__in=[c.run.pk for c in claimed]).update(
+                next_attempt_at=lease
             )
-            JobRun.objects.using(alias).filter(pk__in=[rid for _, rid, _, _ in chunk]).update(
-                published_at=timezone.now()
-            )
-            published += len(chunk)
+    return claimed, lease
+
+
+def _not_before(chunk: list[_Claimed]) -> Any:
+    """Each run's ``next_attempt_at`` as it was before the lease (NULL for a run lost on the way)."""
+    times = [When(pk=c.run.pk, then=Value(c.not_before)) for c in chunk if c.not_before is not None]
+    if not times:
+        return Value(None, output_field=DateTimeField())
+    return Case(*times, default=Value(None), output_field=DateTimeField())
+
+
+def _settle(alias: str, chunk: list[_Claimed], lease: datetime, *, published: bool) -> None:
+    """Mark a published chunk (or release an unpublished one), where our lease still holds.
+
+    A run whose worker already started it has no lease any more (the start clears
+    ``next_attempt_at`` and sets ``published_at``): it is left as the worker wrote it.
+    """
+    rows = JobRun.objects.using(alias).filter(
+        pk__in=[c.run.pk for c in chunk], next_attempt_at=lease, published_at__isnull=True
+    )
+    changes: dict[str, Any] = {"next_attempt_at": _not_before(chunk)}
     if published:
-        logger.info("relay published %d run(s) that had not reached the broker", published)
+        changes["published_at"] = timezone.now()
+    rows.update(**changes)
+
+
+def _publish_chunk(chunk: list[_Claimed]) -> None:
+    from .backends.broker import publish_many
+
+    publish_many(
+        [(c.task, str(c.run.pk), dict(c.run.kwargs), None) for c in chunk],
+        retries=[_retries_done(c.run) for c in chunk],
+    )
+
+
+def relay_once(*, limit: int = 500, now: datetime | None = None, min_age: float | None = None) -> int:
+    """Publish up to ``limit`` waiting runs, due ones first; return how many were published.
+
+    Chunk by chunk: claim, publish with no transaction open, mark. ``PublishError`` is raised
+    after releasing the failed chunk; the chunks before it stay marked.
+    """
+    age = MIN_AGE_SECONDS if min_age is None else min_age
+    alias = db_alias()
+    published = 0
+    while published < limit:
+        claimed, lease = _claim(alias, now or timezone.now(), age, min(CHUNK_SIZE, limit - published))
+        if not claimed:
+            break
+        try:
+            _publish_chunk(claimed)
+        except Exception:
+            _settle(alias, claimed, lease, published=False)
+            raise
+        try:
+            _settle(alias, claimed, lease, published=True)
+        except DatabaseError as exc:
+            # On the broker already: left leased, so they are published again only after the
+            # lease, and the workers mark them when they start.
+            logger.warning("relay: %d published run(s) could not be marked so: %s", len(claimed), exc)
+        published += len(claimed)
+        if len(claimed) < CHUNK_SIZE:
+            break
+    if published:
+        logger.info("relay published %d waiting run(s)", published)
     return published
 
 
-def relay_forever(*, interval: float = 5.0, stop: threading.Event | None = None) -> None:
+def relay_forever(*, interval: float = POLL_INTERVAL, stop: threading.Event | None = None) -> None:
     """Relay every ``interval`` seconds until ``stop`` is set; broker or DB errors wait and retry."""
     stop = stop or threading.Event()
     backoff = interval
@@ -97,14 +185,14 @@ def relay_forever(*, interval: float = 5.0, stop: threading.Event | None = None)
                 continue  # more may be waiting
         except PublishError as exc:
             logger.warning("relay: broker unavailable, will retry: %s", exc)
-            backoff = min(backoff * 2, 60.0)
+            backoff = min(max(backoff, 1.0) * 2, 60.0)
         except Exception:
             logger.exception("relay: error, will retry")
-            backoff = min(backoff * 2, 60.0)
+            backoff = min(max(backoff, 1.0) * 2, 60.0)
         stop.wait(backoff)
 
 
-def start_relay_thread(interval: float = 5.0) -> threading.Event:
+def start_relay_thread(interval: float = POLL_INTERVAL) -> threading.Event:
     """Run the relay in a daemon thread of a long-lived process; set the returned event to stop it."""
     stop = threading.Event()
     thread = threading.Thread(
@@ -115,3 +203,44 @@ def start_relay_thread(interval: float = 5.0) -> threading.Event:
     )
     thread.start()
     return stop
+
+
+def park(run_id: str, *, task_name: str, queue: str, kwargs: dict[str, Any], not_before: datetime) -> str:
+    """Hold a delayed message's run in the database until ``not_before``; the relay publishes it then.
+
+    Returns what became of it: ``"parked"`` (the waiting run now waits here, unpublished),
+    ``"created"`` (no row: one is written, as a worker would for any message without a row) or
+    ``"stale"`` (the run is running or finished: the delayed copy has nothing left to do).
+    """
+    alias = db_alias()
+    with transaction.atomic(using=alias):
+        waiting = (
+            JobRun.objects.using(alias)
+            .filter(pk=run_id, mode=RunMode.WORKER, status__in=WAITING)
+            .update(next_attempt_at=not_before, published_at=None)
+        )
+        if waiting:
+            return "parked"
+        if JobRun.objects.using(alias).filter(pk=run_id).exists():
+            return "stale"
+        task_obj = get_task(task_name)
+        JobRun.objects.using(alias).bulk_create(
+            [
+                JobRun(
+                    id=run_id,
+                    task_name=task_obj.name,
+                    queue=queue or task_obj.effective_queue,
+                    mode=RunMode.WORKER,
+                    kwargs=kwargs,
+                    max_retries=task_obj.effective_max_retries,
+                    execution_timeout=task_obj.effective_timeout,
+                    next_attempt_at=not_before,
+                    enqueued_by="delayed message without a run row",
+                )
+            ],
+            ignore_conflicts=True,
+        )
+    return "created"
+
+
+__all__ = ["park", "relay_forever", "relay_once", "start_relay_thread"]

@@ -1,15 +1,26 @@
-"""Outbox mode: a broker outage at enqueue time keeps the run in the database until the relay publishes it."""
+"""The outbox relay: runs lost on the way and runs waiting for their time are published from the database."""
 
 from __future__ import annotations
 
+import logging
+import re
+import threading
 import time
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
+from django.db import DatabaseError, connections, transaction
+from django.urls import reverse
+from django.utils import timezone
 
 import fusion_jobs
+from fusion_jobs.backends import broker as broker_backend
 from fusion_jobs.backends.broker import reset_broker
 from fusion_jobs.models import JobRun
-from fusion_jobs.relay import relay_once
+from fusion_jobs.recording import Attempt, mark_retrying
+from fusion_jobs.relay import CHUNK_SIZE, lease_seconds, relay_once
 from tests.conftest import BROKER_URL, wait_for
 from tests.testapp.models import Marker
 
@@ -59,3 +70,193 @@ def test_relay_skips_fresh_rows_still_being_published(settings):
         assert relay_once() == 0  # younger than MIN_AGE_SECONDS: its own process may still publish it
     finally:
         reset_broker()
+
+
+# --- Publishing outside row locks, chunk by chunk (issue 12, item 7) ------------------------------
+
+
+class FakePublisher:
+    """Stands in for ``publish_many``: records each chunk's run ids; ``fail_on`` calls raise."""
+
+    def __init__(self, fail_on: tuple[int, ...] = (), during: Any = None) -> None:
+        self.fail_on = fail_on
+        self.during = during
+        self.calls: list[list[str]] = []
+        self.published: Counter[str] = Counter()
+        self.retries: dict[str, int] = {}
+
+    def __call__(
+        self, items: list[tuple[Any, str, dict, int | None]], *, retries: list[int] | None = None
+    ) -> None:
+        ids = [run_id for _, run_id, _, _ in items]
+        self.calls.append(ids)
+        assert all(delay is None for *_, delay in items), "the relay publishes due runs without a delay"
+        if self.during is not None:
+            self.during(ids)
+        if len(self.calls) in self.fail_on:
+            raise fusion_jobs.PublishError(f"chunk {len(self.calls)} refused (test)")
+        self.published.update(ids)
+        self.retries.update(zip(ids, retries or [0] * len(ids), strict=True))
+
+
+def outboxed_runs(settings, count: int) -> list[str]:
+    """``count`` queued runs whose publish failed (outbox mode), as the relay finds them."""
+    settings.FUSION_JOBS_ON_PUBLISH_ERROR = "outbox"
+    settings.FUSION_JOBS_BROKER_URL = DOWN_URL
+    reset_broker()
+    handles = fusion_jobs.enqueue_many("t-record", [{"label": f"r{i}"} for i in range(count)])
+    settings.FUSION_JOBS_BROKER_URL = BROKER_URL
+    reset_broker()
+    return [h.run_id for h in handles]
+
+
+def test_a_failed_chunk_keeps_the_marks_of_chunks_already_published(settings, monkeypatch):
+    """Old code: the whole relay pass was one transaction, so the 2nd chunk's failure rolled back
+    the 1st chunk's marks although its messages were on the broker: published again next pass."""
+    ids = outboxed_runs(settings, 150)
+    publisher = FakePublisher(fail_on=(2,))
+    monkeypatch.setattr(broker_backend, "publish_many", publisher)
+
+    with pytest.raises(fusion_jobs.PublishError):
+        relay_once(min_age=0)
+    assert JobRun.objects.filter(pk__in=ids, published_at__isnull=False).count() == CHUNK_SIZE
+    failed_chunk = publisher.calls[1]
+    assert (
+        JobRun.objects.filter(
+            pk__in=failed_chunk, published_at__isnull=True, next_attempt_at__isnull=True
+        ).count()
+        == 50
+    )
+
+    assert relay_once(min_age=0) == 50  # the next pass publishes only what is left
+    assert relay_once(min_age=0) == 0
+    assert sorted(publisher.published) == sorted(ids)
+    assert set(publisher.published.values()) == {1}, "a run was published twice"
+
+
+def test_no_row_is_locked_while_a_chunk_is_on_the_wire_and_no_other_relay_takes_it(settings, monkeypatch):
+    ids = outboxed_runs(settings, 5)
+    seen: dict[str, Any] = {}
+
+    def meanwhile(chunk: list[str]) -> None:
+        if seen:
+            return  # only during the first relay's publish
+
+        def other_connection() -> None:
+            try:
+                with transaction.atomic():  # another session: a row lock held by the relay blocks it
+                    seen["locked"] = len(
+                        list(JobRun.objects.select_for_update(nowait=True).filter(pk__in=chunk))
+                    )
+                seen["other relay"] = relay_once(min_age=0)
+            except DatabaseError as exc:
+                seen["error"] = exc
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=other_connection)
+        thread.start()
+        thread.join(30)
+
+    publisher = FakePublisher(during=meanwhile)
+    monkeypatch.setattr(broker_backend, "publish_many", publisher)
+    assert relay_once(min_age=0) == 5
+    assert "error" not in seen, f"the relay held row locks while publishing: {seen.get('error')}"
+    assert seen == {"locked": 5, "other relay": 0}  # free to lock, yet claimed: nobody publishes them twice
+    assert sorted(publisher.published) == sorted(ids) and set(publisher.published.values()) == {1}
+
+
+def test_a_relay_that_died_mid_chunk_leaves_it_to_the_next_after_its_lease(settings, monkeypatch):
+    ids = outboxed_runs(settings, 3)
+
+    def die(chunk: list[str]) -> None:
+        raise SystemExit("relay process killed mid-publish (test)")
+
+    monkeypatch.setattr(broker_backend, "publish_many", FakePublisher(during=die))
+    with pytest.raises(SystemExit):
+        relay_once(min_age=0)
+    publisher = FakePublisher()
+    monkeypatch.setattr(broker_backend, "publish_many", publisher)
+    assert relay_once(min_age=0) == 0  # still leased to the dead relay
+    later = timezone.now() + timedelta(seconds=lease_seconds() + 1)
+    assert relay_once(min_age=0, now=later) == 3
+    assert sorted(publisher.published) == sorted(ids)
+    assert all(r.published_at for r in JobRun.objects.filter(pk__in=ids))
+
+
+# --- Delays held in the database and published when due (issue 12, item 3) -----------------------
+
+
+def test_enqueue_at_holds_the_run_until_it_is_due(broker_settings, monkeypatch):
+    publisher = FakePublisher()
+    monkeypatch.setattr(broker_backend, "publish_many", publisher)
+    when = timezone.now() + timedelta(days=3)
+    handle = fusion_jobs.enqueue_at(when, "t-record", label="in three days")
+    assert (handle.mode, handle.status) == ("queued", "queued")
+    run = JobRun.objects.get(pk=handle.run_id)
+    assert (run.status, run.mode, run.published_at, run.next_attempt_at) == ("queued", "worker", None, when)
+    assert publisher.calls == []  # nothing published at enqueue time
+
+    assert relay_once(min_age=0) == 0  # not due
+    assert relay_once(now=when - timedelta(seconds=1)) == 0
+    assert relay_once(now=when + timedelta(seconds=1)) == 1
+    assert publisher.calls == [[handle.run_id]]
+    run.refresh_from_db()
+    assert run.published_at is not None and run.next_attempt_at == when  # still shows its start time
+
+
+def test_enqueue_at_takes_a_timedelta_and_publishes_a_past_start_at_once(broker_settings, monkeypatch):
+    published: list[str] = []
+    monkeypatch.setattr(
+        broker_backend, "publish", lambda task, run_id, kwargs, **kw: published.append(run_id)
+    )
+    before = timezone.now()
+    soon = fusion_jobs.enqueue_at(timedelta(hours=2), "t-record", label="in two hours")
+    run = JobRun.objects.get(pk=soon.run_id)
+    assert timedelta(hours=2) <= run.next_attempt_at - before < timedelta(hours=2, seconds=5)
+    past = fusion_jobs.enqueue_at(timezone.now() - timedelta(minutes=1), "t-record", label="late")
+    assert published == [past.run_id]  # a start time already passed: published like enqueue()
+
+
+def test_enqueue_at_refuses_naive_datetimes_and_other_types(broker_settings):
+    with pytest.raises(fusion_jobs.PayloadError, match="naive datetime"):
+        fusion_jobs.enqueue_at(datetime(2030, 1, 1, 12, 0), "t-record", label="x")
+    with pytest.raises(fusion_jobs.PayloadError, match="not int"):
+        fusion_jobs.enqueue_at(60, "t-record", label="x")  # type: ignore[arg-type]
+    with pytest.raises(fusion_jobs.UnknownTaskError):
+        fusion_jobs.enqueue_at(timedelta(seconds=5), "t-no-such-task")
+    assert not JobRun.objects.exists()
+
+
+def test_enqueue_at_without_a_broker_runs_inline_at_once(settings, caplog):
+    settings.FUSION_JOBS_BROKER_URL = ""
+    with caplog.at_level(logging.INFO, logger="fusion_jobs"):
+        handle = fusion_jobs.enqueue_at(timedelta(days=1), "t-record", label="eager")
+    assert (handle.mode, handle.status) == ("inline", "succeeded")
+    assert Marker.objects.filter(label="eager").count() == 1
+    assert "runs now instead of at" in caplog.text
+
+
+def test_a_retry_waits_unpublished_and_the_relay_publishes_it_when_due(monkeypatch, settings):
+    """The worker records a retry as ``retrying`` with its time and no message."""
+    handle = fusion_jobs.enqueue("t-record", label="to retry")  # inline: a finished row to reuse
+    JobRun.objects.filter(pk=handle.run_id).update(status="running", mode="worker", attempts=1)
+    attempt = Attempt(handle.run_id, 1, "t-record")
+    assert mark_retrying(attempt, RuntimeError("boom"), 3600.0, outcome="failed")
+    run = JobRun.objects.get(pk=handle.run_id)
+    assert (run.status, run.published_at) == ("retrying", None)
+    settings.FUSION_JOBS_BROKER_URL = BROKER_URL
+    reset_broker()
+    publisher = FakePublisher()
+    monkeypatch.setattr(broker_backend, "publish_many", publisher)
+    assert relay_once(min_age=0) == 0
+    assert relay_once(now=run.next_attempt_at + timedelta(seconds=1)) == 1
+    assert publisher.retries == {handle.run_id: 1}  # the message says which retry it is
+
+
+def test_the_admin_shows_a_waiting_runs_start_time(admin_client, broker_settings):
+    when = timezone.now() + timedelta(hours=5)
+    fusion_jobs.enqueue_at(when, "t-record", label="later")
+    body = admin_client.get(reverse("admin:fusion_jobs_jobrun_changelist")).content.decode()
+    local = timezone.localtime(when).strftime("%Y-%m-%d %H:%M:%S")
+    assert re.search(r"fj-status-queued.*?starts at " + re.escape(local), body, re.S)

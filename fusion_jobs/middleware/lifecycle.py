@@ -3,9 +3,9 @@
 Before a message runs, its ``JobRun`` moves to ``running`` (or the message is skipped: cancelled,
 already finished, a duplicate delivery, a worker lost too often). After it runs, the outcome is
 written *before* Dramatiq acks the message, so a SIGKILL can never leave a finished run looking
-unfinished while its message is gone. Retries replace Dramatiq's ``Retries`` middleware: the
-retry is recorded (``retrying``, next attempt time) before it is published, and a retry that
-cannot be published is left in the database for the relay instead of being acked away.
+unfinished while its message is gone. Retries replace Dramatiq's ``Retries`` middleware: a
+retry is recorded (``retrying``, next attempt time, unpublished) and the outbox relay publishes it
+when it is due, so no delay is ever held as an unacked message in a worker.
 
 Transitions go through the process's batch writer (``fusion_jobs.writer``), which group-commits
 the transitions of all worker threads.
@@ -30,13 +30,12 @@ from ..conf import jobs_settings
 from ..context import RunContext, activate, deactivate
 from ..encoder import record_malformed
 from ..exceptions import TaskArgumentsError
-from ..models import JobRun, RunMode, RunStatus
+from ..models import RunMode, RunStatus
 from ..recording import (
     Attempt,
     EndOp,
     Skip,
     StartOp,
-    db_alias,
     end_op_failure,
     end_op_retry,
     end_op_success,
@@ -188,21 +187,15 @@ class RunLifecycle(Middleware):
         retries_done: int,
         timed_out: bool,
     ) -> None:
+        """Record the retry as ``retrying`` with its next attempt time and no message: the relay
+        publishes it when due. A delay held as a delayed message would sit unacked in a worker's
+        prefetch, where RabbitMQ's ``consumer_timeout`` closes the channel and redelivers it."""
         delay = backoff_seconds(task_obj, retries_done)
         op = end_op_retry(attempt, exception, delay, outcome="timed_out" if timed_out else "failed")
         if not _write_outcome(op):
-            return  # a newer attempt owns the run; its own outcome will be recorded
-        message.options["retries"] = retries_done + 1
-        message.options.pop("traceback", None)
-        try:
-            broker.enqueue(message.copy(), delay=int(delay * 1000))
-        except Exception:
-            # The row says ``retrying`` and unpublished: the relay re-publishes it when it can.
-            logger.exception("could not publish retry of run %s; left for the relay", attempt.run_id)
-            JobRun.objects.using(db_alias()).filter(pk=attempt.run_id).update(published_at=None)
-            return
+            return  # a newer attempt owns the run (or the database stayed down); nothing to schedule
         logger.info(
-            "run %s of %s failed (attempt %s); retry %s in %.1f s",
+            "run %s of %s failed (attempt %s); retry %s due in %.1f s, held in the database for the relay",
             attempt.run_id,
             task_obj.name,
             attempt.attempt,
