@@ -55,6 +55,8 @@ if env_flag("DJANGO_SECURE_PROXY_SSL_HEADER", False):
 # Submitting a domain to the browsers' HSTS preload list is a decision per domain: opt in with
 # DJANGO_HSTS_PRELOAD=1; until then check --deploy's reminder about it is silenced.
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+# The health check (docker-compose.yml) is probed over plain HTTP from inside the container.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 # Error pages (the DEBUG page included) mask passwords inside URLs and connection settings.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "example.core.debug.PasswordMaskingFilter"
 
@@ -124,7 +126,11 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+if STATIC_ROOT.is_dir():
+    # Collected (the image runs collectstatic): gunicorn serves them through WhiteNoise. Without DEBUG,
+    # runserver serves none: run collectstatic first, or DJANGO_DEBUG=1 for local development.
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 STATICFILES_DIRS = [BASE_DIR / "example" / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))

@@ -1,7 +1,9 @@
-"""The home page, and the favicon browsers ask for at /favicon.ico (the admin's pages link none)."""
+"""The home page, the favicon browsers ask for at /favicon.ico (the admin's pages link none), and the
+health check the compose file's web service is probed with."""
 
 from __future__ import annotations
 
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import render
 from django.templatetags.static import static
@@ -17,3 +19,12 @@ def home(request: HttpRequest) -> HttpResponse:
 
 def favicon(request: HttpRequest) -> HttpResponse:
     return HttpResponsePermanentRedirect(static("favicon.svg"))
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    """200 "ok" when the web process serves and reaches its database (plain HTTP, never redirected)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    response = HttpResponse("ok", content_type="text/plain")
+    response["Cache-Control"] = "no-store"
+    return response
