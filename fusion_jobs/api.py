@@ -103,12 +103,18 @@ def enqueue(task_or_name: Task | str, /, **kwargs: Any) -> RunHandle:
     worker never sees an uncommitted row. What happens after the commit never raises into the
     caller's other on-commit hooks (see ``_after_commit``).
     """
+    task_obj, payload = _checked(task_or_name, kwargs)
+    return _enqueue_validated(task_obj, payload, enqueued_by=_caller())
+
+
+def _checked(task_or_name: Task | str, kwargs: dict[str, Any]) -> tuple[Task, dict[str, Any]]:
+    """The task and its JSON round-tripped arguments, or ``TaskArgumentsError``/``PayloadError``."""
     task_obj = get_task(task_or_name)
     task_obj.check_arguments(kwargs)
     payload, _size = json_roundtrip(
         kwargs, task_name=task_obj.name, max_bytes=int(jobs_settings.MAX_PAYLOAD_BYTES)
     )
-    return _enqueue_validated(task_obj, payload, enqueued_by=_caller())
+    return task_obj, payload
 
 
 def enqueue_at(when: datetime | timedelta, task_or_name: Task | str, /, **kwargs: Any) -> RunHandle:
@@ -117,16 +123,12 @@ def enqueue_at(when: datetime | timedelta, task_or_name: Task | str, /, **kwargs
     The run is written ``queued`` with ``next_attempt_at = when`` and nothing is published: the
     outbox relay (in every worker and in ``runcrons``) publishes it when it is due, so any horizon
     works, hours or days, and nothing waits unacked on the broker. The arguments are checked as
-    ``enqueue()`` checks them. A naive datetime raises ``PayloadError`` (which zone it means is a
+    ``enqueue()`` checks them (``_checked``). A naive datetime raises ``PayloadError`` (which zone it means is a
     guess) unless ``USE_TZ`` is off. With jobs disabled the run executes inline at once, like
     Celery's eager mode ignoring a countdown: the start time is logged and ignored.
     """
     not_before = _start_time(when)
-    task_obj = get_task(task_or_name)
-    task_obj.check_arguments(kwargs)
-    payload, _size = json_roundtrip(
-        kwargs, task_name=task_obj.name, max_bytes=int(jobs_settings.MAX_PAYLOAD_BYTES)
-    )
+    task_obj, payload = _checked(task_or_name, kwargs)
     if not is_jobs_enabled():
         logger.info(
             "enqueue_at: jobs run inline here, so %s runs now instead of at %s",
