@@ -32,7 +32,7 @@ from .. import api
 from ..context import current
 from ..exceptions import PayloadError, TaskArgumentsError, TaskDeclarationError
 from ..models import JobRun, RunMode, RunStatus
-from ..recording import db_alias
+from ..recording import Attempt, db_alias, worker_id
 from ..registry import Task as FusionJobsTask
 from ..registry import get_task
 from ..registry import task as fusion_task
@@ -192,18 +192,52 @@ def _parse_time(value: Any) -> Any:
     return parse_datetime(value) if isinstance(value, str) else None
 
 
+def _needs_row(django_task: Any) -> bool:
+    """Whether this attempt must read its run: for a context, or for a project's signal receivers.
+
+    Each signal has one receiver of the framework's own (its log line), which needs only the
+    id, path and status; reading the row for it would cost a query per run on the worker.
+    """
+    return bool(django_task.takes_context) or any(
+        len(signal.receivers) > 1 for signal in (task_enqueued, task_started, task_finished)
+    )
+
+
+def _running_result(django_task: Any, attempt: Attempt, kwargs: dict[str, Any], alias: str) -> Any:
+    """A RUNNING result from what the attempt knows, without a query (times and past workers unread)."""
+    now = timezone.now()
+    return TaskResult(
+        task=django_task,
+        id=attempt.run_id,
+        status=TaskResultStatus.RUNNING,
+        enqueued_at=None,
+        started_at=now,
+        finished_at=None,
+        last_attempted_at=now,
+        args=[],
+        kwargs=kwargs,
+        backend=alias,
+        errors=[],
+        worker_ids=[""] * (attempt.attempt - 1) + [worker_id()],
+    )
+
+
 def _execute(name: str, kwargs: dict[str, Any]) -> Any:
     """One attempt of a Django task, on a worker or inline: signals, context, async, return value."""
     django_task = _django_tasks[name]
     fusion = get_task(name)
     ctx = current()
-    row = JobRun.objects.using(db_alias()).get(pk=ctx.attempt.run_id) if ctx else None
-    if row is None:  # called outside a run (tests calling the registered function directly)
+    if ctx is None:  # called outside a run (the registered function called directly)
         return django_task.call(**kwargs)
     backend = django_task.get_backend()
     sender = type(backend)
-    task_result = _result(django_task, row, backend.alias)
-    if row.mode == RunMode.INLINE and row.attempts == 1:
+    row = JobRun.objects.using(db_alias()).get(pk=ctx.attempt.run_id) if _needs_row(django_task) else None
+    if row is None:
+        task_result = _running_result(django_task, ctx.attempt, kwargs, backend.alias)
+    else:
+        task_result = _result(django_task, row, backend.alias)
+    inline = row is not None and row.mode == RunMode.INLINE
+    if inline and row is not None and row.attempts == 1:
         # Inline, the run happens inside enqueue(): the framework's order is enqueued, started.
         ready = replace(
             task_result,
@@ -223,11 +257,7 @@ def _execute(name: str, kwargs: dict[str, Any]) -> Any:
     except BaseException as exc:
         timed_out = _timed_out(exc)
         retryable = not isinstance(exc, TaskArgumentsError) and (not timed_out or fusion.retry_on_timeout)
-        final = (
-            row.mode == RunMode.INLINE
-            or not retryable
-            or (ctx is not None and ctx.attempt.retries_done >= fusion.effective_max_retries)
-        )
+        final = inline or not retryable or ctx.attempt.retries_done >= fusion.effective_max_retries
         if final:
             task_result.errors.append(
                 TaskError(

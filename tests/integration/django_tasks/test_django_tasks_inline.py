@@ -301,3 +301,32 @@ def test_a_task_stays_on_the_queue_it_was_declared_with(settings):
     with pytest.raises(InvalidTask, match="declared on queue 'default'"):
         t.add.using(queue_name="other")
     assert t.add.using(queue_name="default").enqueue(1, 1).return_value == 2
+
+
+@pytest.fixture
+def no_project_receivers():
+    task_started.disconnect(dispatch_uid="fjdt-started")
+    task_finished.disconnect(dispatch_uid="fjdt-finished")
+    yield
+    task_started.connect(t._on_started, dispatch_uid="fjdt-started")
+    task_finished.connect(t._on_finished, dispatch_uid="fjdt-finished")
+
+
+def test_without_project_receivers_an_attempt_reads_no_row(no_project_receivers, django_assert_num_queries):
+    # Only the framework's own log receivers: the attempt builds its result without a query.
+    assert not backend_module._needs_row(t.add)
+    assert backend_module._needs_row(t.with_context)
+    registered = fusion_jobs.registry.get_task(t.add.module_path)
+    from fusion_jobs.context import RunContext, activate, deactivate
+    from fusion_jobs.recording import Attempt
+
+    token = activate(RunContext(Attempt("00000000-0000-4000-8000-000000000001", 1, registered.name)))
+    try:
+        with django_assert_num_queries(0):
+            assert registered.fn(a=1, b=2) == 3
+    finally:
+        deactivate(token)
+    assert t.add.enqueue(2, 2).return_value == 4
+    failed = t.fail.enqueue("cheap-fail")
+    assert failed.status == TaskResultStatus.FAILED
+    assert failed.errors[0].exception_class_path.endswith("PlannedError")

@@ -103,7 +103,8 @@ def test_cancelled_before_start_is_failed_and_never_runs(broker_settings, worker
     done = wait_for(lambda: finished(t.record, result.id))
     assert done.status == TaskResultStatus.FAILED
     assert JobRun.objects.get(pk=result.id).status == "cancelled"
-    wait_for(lambda: JobRun.objects.get(pk=result.id).published_at is not None, what="publish")
+    probe = t.record.enqueue("dt-after-cancel")  # published after it: the worker has seen it by then
+    wait_for(lambda: finished(t.record, probe.id))
     assert not Marker.objects.filter(label="dt-cancelled").exists()
 
 
