@@ -151,3 +151,17 @@ def test_a_rejected_copy_of_a_finished_run_leaves_it_as_it_was(hostile_worker):
     assert copy.status == "failed" and "throws" in copy.error
     assert JobRun.objects.get(pk=handle.run_id).status == "succeeded"
     assert uuid.UUID(str(copy.pk)) != uuid.UUID(handle.run_id)
+
+
+def test_a_worker_thread_that_dies_records_its_run_and_its_process_is_replaced(hostile_worker):
+    handle = fusion_jobs.enqueue("t-hostile-kill-thread", label="thread-killer")
+    run = wait_for(
+        lambda: JobRun.objects.filter(pk=handle.run_id, finished_at__isnull=False).first(),
+        timeout=30,
+        what="the run held by the dead thread to be recorded",
+    )
+    assert run.status == "failed" and run.error.startswith("RuntimeError: WorkerThreadDied"), run.error
+    wait_for(lambda: "restarting this worker process" in hostile_worker.output(), what="the process to end")
+    still_consuming("after-thread-death")  # a fresh process took its place
+    assert Marker.objects.filter(label="thread-killer").count() == 1
+    assert JobRun.objects.get(pk=handle.run_id).status == "failed"

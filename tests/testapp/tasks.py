@@ -179,3 +179,16 @@ def hostile_sleep(label: str, seconds: float) -> str:
         time.sleep(0.01)
     Marker.objects.create(label=label)
     return label
+
+
+@fusion_jobs.task(name="t-hostile-kill-thread", queue="fj-hostile", execution_timeout="30s", max_retries=0)
+def hostile_kill_thread(label: str) -> None:
+    """Breaks the Dramatiq worker thread running it, so the thread dies after the task returns.
+
+    With its broker gone, the thread's ``emit_after`` raises inside Dramatiq's own error handling
+    and the exception escapes the thread's loop: the shape of any bug that kills a worker thread.
+    """
+    import threading
+
+    Marker.objects.create(label=label, value={"pid": os.getpid()})
+    threading.current_thread().broker = None  # type: ignore[attr-defined]
