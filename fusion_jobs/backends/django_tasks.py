@@ -18,6 +18,8 @@ import re
 import sys
 import traceback
 import uuid
+from collections import OrderedDict
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from importlib import import_module
 from importlib.util import find_spec
@@ -119,6 +121,12 @@ class FusionTask(DjangoTask):
     max_backoff: Any = None
     retry_on_timeout: bool | None = None
 
+
+# Set while enqueue() may run a task inline at once (outside a transaction): that attempt is inline.
+_running_inline: ContextVar[bool] = ContextVar("fusion_jobs_django_task_inline", default=False)
+# Inline runs waiting for the caller's commit (bounded: a rolled-back one never comes to pop itself).
+_pending_inline: OrderedDict[str, bool] = OrderedDict()
+_PENDING_LIMIT = 10_000
 
 # module_path -> the Django Task first registered under it (decorator-time options).
 _django_tasks: dict[str, Any] = {}
@@ -236,8 +244,13 @@ def _execute(name: str, kwargs: dict[str, Any]) -> Any:
         task_result = _running_result(django_task, ctx.attempt, kwargs, backend.alias)
     else:
         task_result = _result(django_task, row, backend.alias)
-    inline = row is not None and row.mode == RunMode.INLINE
-    if inline and row is not None and row.attempts == 1:
+    immediate = _running_inline.get()
+    inline = (
+        immediate
+        or _pending_inline.pop(ctx.attempt.run_id, False)
+        or (row is not None and row.mode == RunMode.INLINE)
+    )
+    if immediate and ctx.attempt.attempt == 1:
         # Inline, the run happens inside enqueue(): the framework's order is enqueued, started.
         ready = replace(
             task_result,
@@ -398,13 +411,25 @@ class FusionJobsBackend(BaseTaskBackend):
         self.validate_task(task)
         fusion = self._register(task)
         payload = self._arguments(task, args, kwargs)
-        if task.run_after is not None:
-            handle = _enqueue_at(task.run_after, fusion, **payload)
-        else:
-            handle = api.enqueue(fusion, **payload)
+        token = _running_inline.set(True)
+        try:
+            if task.run_after is not None:
+                handle = _enqueue_at(task.run_after, fusion, **payload)
+            else:
+                handle = api.enqueue(fusion, **payload)
+        finally:
+            _running_inline.reset(token)
         if handle.mode == "inline":
-            # Run already (outside a transaction) or on commit; either way the row tells.
-            return self._get(task, handle.run_id)
+            # Run already (outside a transaction) or after the commit: the row tells which.
+            result = self._get(task, handle.run_id)
+            object.__setattr__(result, "args", normalize_json(list(args)))
+            object.__setattr__(result, "kwargs", normalize_json(dict(kwargs)))
+            if result.status == TaskResultStatus.READY:
+                _pending_inline[handle.run_id] = True
+                while len(_pending_inline) > _PENDING_LIMIT:
+                    _pending_inline.popitem(last=False)
+                task_enqueued.send(sender=type(self), task_result=result)
+            return result
         result = TaskResult(
             task=task,
             id=handle.run_id,

@@ -82,6 +82,7 @@ def test_inline_success_is_recorded_and_read_back():
     assert result.status == TaskResultStatus.SUCCESSFUL
     assert result.return_value == 5
     assert result.is_finished and result.attempts == 1 and len(result.worker_ids) == 1
+    assert (result.args, result.kwargs) == ([2, 3], {})  # as passed
     row = JobRun.objects.get(pk=result.id)
     assert (row.task_name, row.mode, row.status) == (t.add.module_path, "inline", "succeeded")
     assert row.kwargs == {"a": 2, "b": 3}  # stored by name, as every fusion-jobs run
@@ -330,3 +331,28 @@ def test_without_project_receivers_an_attempt_reads_no_row(no_project_receivers,
     failed = t.fail.enqueue("cheap-fail")
     assert failed.status == TaskResultStatus.FAILED
     assert failed.errors[0].exception_class_path.endswith("PlannedError")
+
+
+def test_inline_after_commit_signals_and_a_final_failure(signals):
+    with transaction.atomic():
+        result = t.fail.enqueue("after-commit-fail")
+        assert signals == [("enqueued", result.id, "READY")]
+    assert signals == [
+        ("enqueued", result.id, "READY"),
+        ("started", result.id, "RUNNING"),
+        ("finished", result.id, "FAILED"),
+    ]
+
+
+def test_the_frameworks_log_lines_without_project_receivers(no_project_receivers, caplog):
+    logger = "django.tasks" if FRAMEWORK == "django.tasks" else "django_tasks"
+    caplog.set_level("DEBUG", logger=logger)
+    result = t.add.enqueue(1, 2)
+    lines = [r.getMessage() for r in caplog.records if r.name == logger]
+    assert len(lines) == 3, lines
+    assert "enqueued" in lines[0] and result.id in lines[0]
+    assert "state=RUNNING" in lines[1] and "state=SUCCESSFUL" in lines[2]
+    caplog.clear()
+    failed = t.fail.enqueue("log-fail")
+    lines = [r.getMessage() for r in caplog.records if r.name == logger]
+    assert len(lines) == 3 and "state=FAILED" in lines[2] and failed.id in lines[2]
