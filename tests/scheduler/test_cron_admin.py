@@ -66,7 +66,7 @@ def test_the_list_shows_state_policy_next_fire_and_last_run_escaped(make_client)
     schedule("t-cron-paused", paused=True)
     schedule("t-cron-orphan", orphaned=True)
     body = make_client("viewer", "view_cronschedule").get(CHANGELIST).content.decode()
-    assert "<code>*/5 * * * *</code> UTC" in body
+    assert '<code>*/5 * * * *</code> <span style="overflow-wrap:anywhere">UTC</span>' in body
     assert "all (max lateness 300 s)" in body
     assert reverse("admin:fusion_jobs_jobrun_change", args=[str(run.pk)]) in body
     assert "fj-status-failed" in body
