@@ -86,9 +86,12 @@ class _DropRepeatedLines(logging.Filter):
         if record.msg == "Message %s was skipped.":
             return False  # every skip is logged by fusion-jobs, with why
         if isinstance(record.msg, str) and record.msg.startswith("Failed to decode message"):
-            exc = record.exc_info[1] if record.exc_info else None
             # A rejection by the encoder is logged there in one line; keep other decode failures.
-            return not (isinstance(exc, DecodeError) and isinstance(exc.error, MessageRejected))
+            exc = record.exc_info[1] if record.exc_info else None
+            while isinstance(exc, DecodeError):  # Dramatiq wraps the encoder's DecodeError in its own
+                if isinstance(exc.error, MessageRejected):
+                    return False
+                exc = exc.error
         return True
 
 

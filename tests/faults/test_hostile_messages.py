@@ -70,6 +70,9 @@ def test_a_message_id_that_is_not_a_uuid_never_runs(hostile_worker):
     still_consuming("after-not-uuid")
     assert not Marker.objects.filter(label="not-uuid:start").exists()
     assert message_count(XQ) == 1
+    # One line says why; Dramatiq's own decode-failure traceback is dropped.
+    assert hostile_worker.output().count("rejecting a message to the dead-letter queue") == 1
+    assert "Failed to decode message" not in hostile_worker.output()
 
 
 @pytest.mark.parametrize("retries", ["two", -5, 1.5, None, True])
