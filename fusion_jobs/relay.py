@@ -46,6 +46,9 @@ MIN_AGE_SECONDS = 10.0
 CHUNK_SIZE = 100
 #: How often the relay looks for due runs: the promptness of a delayed start or a retry.
 POLL_INTERVAL = 1.0
+#: Longest wait between two passes while the broker or the database is failing: retries and
+#: delayed starts are due again soon after an outage ends.
+MAX_BACKOFF = 10.0
 #: Statuses a run waits for its message in.
 WAITING = [RunStatus.QUEUED, RunStatus.RETRYING]
 
@@ -185,10 +188,14 @@ def relay_forever(*, interval: float = POLL_INTERVAL, stop: threading.Event | No
                 continue  # more may be waiting
         except PublishError as exc:
             logger.warning("relay: broker unavailable, will retry: %s", exc)
-            backoff = min(max(backoff, 1.0) * 2, 60.0)
+            backoff = min(max(backoff, 1.0) * 2, MAX_BACKOFF)
+        except DatabaseError as exc:
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            logger.warning("relay: database unavailable, will retry: %s", first_line)
+            backoff = min(max(backoff, 1.0) * 2, MAX_BACKOFF)
         except Exception:
             logger.exception("relay: error, will retry")
-            backoff = min(max(backoff, 1.0) * 2, 60.0)
+            backoff = min(max(backoff, 1.0) * 2, MAX_BACKOFF)
         stop.wait(backoff)
 
 

@@ -27,6 +27,7 @@ from django.utils import timezone
 import fusion_jobs
 import tests.testapp.delay_tasks  # noqa: F401  (registers t-delay-record and t-delay-retry here)
 from fusion_jobs.backends.broker import publish
+from fusion_jobs.conf import broker_queue
 from fusion_jobs.models import JobRun
 from fusion_jobs.registry import get_task
 from tests.conftest import BROKER_URL, purge_queues, wait_for
@@ -40,6 +41,7 @@ VHOST = unquote(urlsplit(BROKER_URL).path[1:]) or "/"
 CONSUMER_TIMEOUT_MS = 5000
 DELAY = 8.0  # seconds: past the lowered consumer_timeout
 ON_TIME = 2.0  # the tolerance the issue asks for
+NOTHING_HELD = {"queue": (0, 0), ".DQ": (0, 0)}
 WORKER_ENV = {"FUSION_JOBS_TASK_MODULES": "tasks,delay_tasks", "dramatiq_restart_delay": "100"}
 
 
@@ -75,18 +77,24 @@ def broker_setting(key: str, value: int) -> Iterator[None]:
 
 def consumer_channels() -> set[str]:
     out = rabbit("list_consumers", "-p", VHOST, "queue_name", "channel_pid")
-    return {line.split("\t")[1] for line in out.splitlines() if line.split("\t")[0] in (QUEUE, f"{QUEUE}.DQ")}
+    names = rabbit_names()
+    return {line.split("\t")[1] for line in out.splitlines() if line.split("\t")[0] in names}
 
 
 def queue_counts() -> dict[str, tuple[int, int]]:
-    """Ready and unacknowledged messages of our queues."""
+    """Ready and unacknowledged messages of our queue ("queue") and its delay queue (".DQ")."""
     out = rabbit("list_queues", "-p", VHOST, "name", "messages_ready", "messages_unacknowledged")
     counts = {}
     for line in out.splitlines():
         name, ready, unacked = line.split("\t")
-        if name in (QUEUE, f"{QUEUE}.DQ"):
-            counts[name] = (int(ready), int(unacked))
+        if name in rabbit_names():
+            counts[name.removeprefix(broker_queue(QUEUE)) or "queue"] = (int(ready), int(unacked))
     return counts
+
+
+def rabbit_names() -> tuple[str, str]:
+    """Our queue and its delay queue as RabbitMQ names them (FUSION_JOBS_QUEUE_NAMESPACE)."""
+    return broker_queue(QUEUE), f"{broker_queue(QUEUE)}.DQ"
 
 
 @contextmanager
@@ -149,7 +157,7 @@ def test_delays_past_consumer_timeout_run_once_on_time(make_worker, broker_setti
         )[0]
         # While they wait, nothing is held on the broker: the runs are rows in PostgreSQL.
         time.sleep(3.0)
-        assert queue_counts() == {QUEUE: (0, 0), f"{QUEUE}.DQ": (0, 0)}
+        assert queue_counts() == NOTHING_HELD
         waiting = {r.pk: r for r in JobRun.objects.filter(pk__in=[deferred.run_id, retried.run_id, old_id])}
         assert all(r.published_at is None and r.next_attempt_at is not None for r in waiting.values())
         assert waiting[uuid.UUID(retried.run_id)].status == "retrying"
@@ -202,7 +210,9 @@ def test_day_ahead_messages_do_not_fill_the_prefetch(make_worker, broker_setting
                 '{"queue_name":"fj-delay","actor_name":"t-delay-record","args":[],"kwargs":{"label":"ahead"},'
                 f'"options":{{"eta":{eta}}},"message_id":"{run_id}","message_timestamp":0}}'
             )
-            channel.basic_publish("", QUEUE, body.encode(), pika.BasicProperties(delivery_mode=2))
+            channel.basic_publish(
+                "", broker_queue(QUEUE), body.encode(), pika.BasicProperties(delivery_mode=2)
+            )
     finally:
         connection.close()
     wait_for(
@@ -215,7 +225,7 @@ def test_day_ahead_messages_do_not_fill_the_prefetch(make_worker, broker_setting
         timeout=10,
         what="the normal run behind the day-ahead messages",
     )
-    assert queue_counts() == {QUEUE: (0, 0), f"{QUEUE}.DQ": (0, 0)}  # nothing held unacked
+    assert queue_counts() == NOTHING_HELD  # nothing held unacked
     parked = JobRun.objects.filter(pk__in=ahead)
     assert {(r.status, r.published_at) for r in parked} == {("queued", None)}
     assert all(abs(r.next_attempt_at.timestamp() * 1000 - eta) < 1000 for r in parked)
