@@ -52,3 +52,9 @@ def upload_rate_limit() -> str:
 def max_request_bytes() -> int:
     """The largest upload request accepted before its body is read: the file limit plus form overhead."""
     return max_upload_bytes() + 256 * 1024
+
+
+def search_min_score() -> float | None:
+    """``DOCUMENTS_SEARCH_MIN_SCORE``: the relevance floor; None means the embedder's default (retrieval.py)."""
+    value = getattr(settings, "DOCUMENTS_SEARCH_MIN_SCORE", None)
+    return None if value is None or value == "" else float(value)

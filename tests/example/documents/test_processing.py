@@ -88,8 +88,9 @@ def test_multi_page_pdf_becomes_ready_with_its_counts_timings_and_embedder(
 
 
 def test_phrase_from_page_n_is_found_by_search_with_page_n_cited(
-    make_document: MakeDocument, text_pdf: bytes, marker: tuple[int, str]
+    make_document: MakeDocument, text_pdf: bytes, marker: tuple[int, str], settings: Any
 ) -> None:
+    settings.DOCUMENTS_SEARCH_MIN_SCORE = -1.0  # ranking and neighbours, not the relevance floor
     page, phrase = marker
     process_document(make_document(text_pdf, "report.pdf", title="Twelve pages").pk)
 
@@ -390,8 +391,10 @@ def test_search_sees_chunks_written_by_another_process(
     text_pdf: bytes,
     marker: tuple[int, str],
     monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
 ) -> None:
     """The cache is keyed by the generation token, so no in-process invalidate() is needed."""
+    settings.DOCUMENTS_SEARCH_MIN_SCORE = -1.0  # the stale index's best chunks count, relevant or not
     first = make_document(b"Harbour cranes lift containers off the ships.\n" * 40, "harbour.txt")
     process_document(first.pk)
     assert retrieval.search_chunks("containers").hits  # builds and caches the index
