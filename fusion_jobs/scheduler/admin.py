@@ -26,12 +26,13 @@ from zoneinfo import ZoneInfo
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, JsonResponse
 from django.template import engines
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -40,6 +41,7 @@ from ..exceptions import CronError, FusionJobsError, UnknownTaskError
 from ..models import CronOrigin, CronSchedule, JobRun, MisfirePolicy
 from ..recording import db_alias
 from ..registry import all_tasks, get_task
+from .crontab import next_fire_times
 from .declare import check_input, cron_trigger, delete_cron, ensure_cron
 
 RUN_NOW_LIMIT = 50
@@ -107,14 +109,8 @@ PREVIEW_FIRES = 5
 
 
 def next_fires(expression: str, zone: str, count: int = PREVIEW_FIRES) -> list[Any]:
-    """The next ``count`` ticks (aware, UTC) of ``expression`` in ``zone``; CronError when invalid."""
-    trigger = cron_trigger(expression, zone)
-    ticks: list[Any] = []
-    moment = timezone.now()
-    while len(ticks) < count and (tick := trigger.next_after(moment)) is not None:
-        ticks.append(tick)
-        moment = tick
-    return ticks
+    """The next ``count`` ticks (aware) of ``expression`` in ``zone``; CronError when invalid."""
+    return next_fire_times(expression, timezone=zone, count=count)
 
 
 def fires_html(ticks: list[Any], zone: str) -> SafeString:
@@ -151,7 +147,8 @@ class RuntimeScheduleForm(forms.ModelForm):
     task_name = forms.ChoiceField(label="task", choices=_task_choices)
     expression = forms.CharField(
         max_length=120,
-        help_text="Five crontab fields (minute hour day-of-month month day-of-week) or @daily, @hourly...",
+        help_text="Five crontab fields (minute hour day-of-month month day-of-week) or @daily, @hourly... "
+        '<span class="fj-cron-preview" aria-live="polite"></span>',
     )
     timezone = forms.CharField(max_length=64, initial="UTC", help_text="An IANA zone, e.g. Europe/Berlin.")
     misfire = forms.ChoiceField(choices=MisfirePolicy.choices, initial=MisfirePolicy.LATEST)
@@ -245,6 +242,31 @@ class CronScheduleAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ("fusion_jobs/admin.css",)}
+        js = ("fusion_jobs/cron_preview.js",)
+
+    # -- the add/edit form's live preview ---------------------------------------------------------
+
+    def get_urls(self) -> list[Any]:
+        preview = path(
+            "preview/",
+            self.admin_site.admin_view(self.preview_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_preview",
+        )
+        return [preview, *super().get_urls()]
+
+    def preview_view(self, request: HttpRequest) -> JsonResponse:
+        """The next fires of ``?expression=&timezone=``, as the form's script shows them while typing."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        expression = request.GET.get("expression", "")[:120]
+        zone = request.GET.get("timezone", "UTC")[:64] or "UTC"
+        try:
+            ticks = next_fires(expression, zone)
+        except CronError as exc:
+            return JsonResponse({"error": str(exc)})
+        if not ticks:
+            return JsonResponse({"error": f"{expression!r} never fires"})
+        return JsonResponse({"html": str(fires_html(ticks, zone))})
 
     # -- forms: runtime schedules only ------------------------------------------------------------
 

@@ -273,3 +273,18 @@ def test_a_paused_schedule_shows_no_next_fires(make_client):
     row = schedule("t-cron-runtime", paused=True)
     text = make_client("viewer", "view_cronschedule").get(change_url(row)).content.decode()
     assert 'class="fj-next-fires"' not in text and "not firing" in text
+
+
+@pytest.mark.django_db
+def test_the_form_s_preview_answers_with_the_next_fires_or_the_parse_error(make_client):
+    preview = reverse("admin:fusion_jobs_cronschedule_preview")
+    client = make_client("editor", "view_cronschedule", "add_cronschedule")
+    good = client.get(preview, {"expression": "30 7 * * 1-5", "timezone": "Europe/Berlin"}).json()
+    assert good["html"].count("<li>") == 5 and "07:30 Europe/Berlin" in good["html"]
+    bad = client.get(preview, {"expression": "* * * jan5 *", "timezone": "UTC"}).json()
+    assert "jan5" in bad["error"]
+    assert (
+        "Mars/Olympus"
+        in client.get(preview, {"expression": "* * * * *", "timezone": "Mars/Olympus"}).json()["error"]
+    )
+    assert make_client("nobody").get(preview, {"expression": "* * * * *"}).status_code in (302, 403)

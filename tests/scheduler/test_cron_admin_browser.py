@@ -73,3 +73,16 @@ def test_the_schedule_list_fits_1280_px_with_styled_badges(admin_page: Any) -> N
     badge = admin_page.locator(".fj-cron-active").first
     assert badge.evaluate("el => getComputedStyle(el).color") == "rgb(255, 255, 255)"
     admin_page.screenshot(path="/tmp/fusion-jobs-cron-admin-1280.png", full_page=True)
+
+
+def test_the_add_form_previews_the_next_fires_while_typing(admin_page: Any) -> None:
+    from playwright.sync_api import expect
+
+    admin_page.goto("/admin/fusion_jobs/cronschedule/add/")
+    admin_page.fill("#id_timezone", "Australia/Sydney")
+    admin_page.fill("#id_expression", "0 0 1 1 *")
+    preview = admin_page.locator(".fj-cron-preview")
+    expect(preview.locator("li")).to_have_count(5)
+    expect(preview.locator("li").first).to_contain_text("00:00 Australia/Sydney")
+    admin_page.fill("#id_expression", "0 0 1 jan5 *")
+    expect(preview).to_contain_text("jan5")
