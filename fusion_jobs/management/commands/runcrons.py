@@ -10,8 +10,8 @@ from fusion_jobs.worker import disabled_reason, wait_for_database
 
 class Command(BaseCommand):
     help = (
-        "Fire the declared crons by queueing their tasks: several may run, a tick fires once "
-        "(exits 0 when jobs are disabled)."
+        "Declare the crons (the registrars' and the maintenance ones), then fire them and the runtime "
+        "schedules by queueing their tasks: several may run, a tick fires once (exits 0 when jobs are disabled)."
     )
     requires_system_checks = ["fusion_jobs"]
 
