@@ -6,21 +6,25 @@ import logging
 import re
 import threading
 import time
+import uuid
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+import dramatiq
 import pytest
 from django.db import DatabaseError, connections, transaction
 from django.urls import reverse
 from django.utils import timezone
+from dramatiq.broker import MessageProxy
 
 import fusion_jobs
 from fusion_jobs.backends import broker as broker_backend
 from fusion_jobs.backends.broker import reset_broker
+from fusion_jobs.middleware.relay import park_delayed_message
 from fusion_jobs.models import JobRun
 from fusion_jobs.recording import Attempt, mark_retrying
-from fusion_jobs.relay import CHUNK_SIZE, lease_seconds, relay_once
+from fusion_jobs.relay import CHUNK_SIZE, lease_seconds, park, relay_once
 from tests.conftest import BROKER_URL, wait_for
 from tests.testapp.models import Marker
 
@@ -260,3 +264,53 @@ def test_the_admin_shows_a_waiting_runs_start_time(admin_client, broker_settings
     body = admin_client.get(reverse("admin:fusion_jobs_jobrun_changelist")).content.decode()
     local = timezone.localtime(when).strftime("%Y-%m-%d %H:%M:%S")
     assert re.search(r"fj-status-queued.*?starts at " + re.escape(local), body, re.S)
+
+
+# --- Delayed messages parked by the worker instead of held (issue 12, items 2 and 3) -------------
+
+
+def delayed_message(run_id: str, eta: Any, **kwargs: Any) -> MessageProxy:
+    message = dramatiq.Message(
+        queue_name="default.DQ",
+        actor_name="t-record",
+        args=(),
+        kwargs=kwargs or {"label": "delayed"},
+        options={"eta": eta},
+        message_id=run_id,
+    )
+    return MessageProxy(message)
+
+
+def test_a_delayed_message_parks_its_waiting_run_and_a_stale_one_is_dropped(broker_settings, monkeypatch):
+    monkeypatch.setattr(broker_backend, "publish", lambda *a, **kw: None)
+    waiting = fusion_jobs.enqueue("t-record", label="waiting")  # queued, published
+    eta = int((time.time() + 3600) * 1000)
+    assert park_delayed_message(delayed_message(waiting.run_id, eta)) is True
+    run = JobRun.objects.get(pk=waiting.run_id)
+    assert (run.status, run.published_at) == ("queued", None)
+    assert abs(run.next_attempt_at.timestamp() * 1000 - eta) < 1
+
+    JobRun.objects.filter(pk=waiting.run_id).update(status="running")  # the run got going meanwhile
+    assert (
+        park(waiting.run_id, task_name="t-record", queue="default", kwargs={}, not_before=timezone.now())
+        == "stale"
+    )
+
+    missing = str(uuid.uuid4())
+    assert park_delayed_message(delayed_message(missing, eta, label="no row")) is True
+    created = JobRun.objects.get(pk=missing)
+    assert (created.status, created.queue, created.kwargs, created.published_at) == (
+        "queued",
+        "default",
+        {"label": "no row"},
+        None,
+    )
+
+
+def test_a_delayed_message_that_cannot_be_parked_goes_on_at_once_instead_of_waiting(broker_settings):
+    eta = int((time.time() + 3600) * 1000)
+    bad_id = delayed_message("not-a-uuid", eta)
+    assert park_delayed_message(bad_id) is False and "eta" not in bad_id.options  # to validation, now
+    past = delayed_message(str(uuid.uuid4()), int(time.time() * 1000) - 1000)
+    assert park_delayed_message(past) is False and "eta" in past.options  # Dramatiq's own path
+    assert not JobRun.objects.exists()
