@@ -140,6 +140,47 @@ def _call_signature(func: Any, takes_context: bool) -> inspect.Signature:
     return signature
 
 
+def _stored_signature(signature: inspect.Signature) -> inspect.Signature:
+    """How the arguments are stored (by name, as every fusion-jobs run): all keyword-only.
+
+    ``*args`` is stored as a list under its own name; positional-only parameters under theirs.
+    This is the signature fusion-jobs checks a run's arguments against.
+    """
+    params = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in signature.parameters.values()
+        if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    params += [
+        inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=())
+        for p in signature.parameters.values()
+        if p.kind is inspect.Parameter.VAR_POSITIONAL
+    ]
+    params += [p for p in signature.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
+    return signature.replace(parameters=params)
+
+
+def _call_arguments(signature: inspect.Signature, stored: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """The positional and keyword arguments to call the function with, from the stored ones."""
+    positional: list[Any] = []
+    keywords = dict(stored)
+    in_order = True  # parameters are passed positionally while none before them was left out
+    for param in signature.parameters.values():
+        if param.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            if in_order and param.name in keywords:
+                positional.append(keywords.pop(param.name))
+            else:
+                in_order = False
+        elif param.kind is inspect.Parameter.VAR_POSITIONAL:
+            extra = keywords.pop(param.name, [])
+            if not isinstance(extra, list):
+                raise TaskArgumentsError(
+                    f"*{param.name} must be stored as a list, got {type(extra).__name__}"
+                )
+            positional.extend(extra)
+    return positional, keywords
+
+
 def _class_path(error: str, trace: str) -> str:
     """``module.Class`` of a recorded exception: the traceback's last line names it fully."""
     lines = [line for line in trace.strip().splitlines() if line and not line.startswith(" ")]
@@ -236,7 +277,8 @@ def _execute(name: str, kwargs: dict[str, Any]) -> Any:
     fusion = get_task(name)
     ctx = current()
     if ctx is None:  # called outside a run (the registered function called directly)
-        return django_task.call(**kwargs)
+        positional, keywords = _call_arguments(_call_signature(django_task.func, False), kwargs)
+        return django_task.call(*positional, **keywords)
     backend = django_task.get_backend()
     sender = type(backend)
     row = JobRun.objects.using(db_alias()).get(pk=ctx.attempt.run_id) if _needs_row(django_task) else None
@@ -262,10 +304,12 @@ def _execute(name: str, kwargs: dict[str, Any]) -> Any:
         task_enqueued.send(sender=sender, task_result=ready)
     task_started.send(sender=sender, task_result=task_result)
     try:
+        positional, keywords = _call_arguments(
+            _call_signature(django_task.func, django_task.takes_context), kwargs
+        )
         if django_task.takes_context:
-            value = django_task.call(TaskContext(task_result=task_result), **kwargs)
-        else:
-            value = django_task.call(**kwargs)
+            positional.insert(0, TaskContext(task_result=task_result))
+        value = django_task.call(*positional, **keywords)
         value = normalize_json(value)
     except BaseException as exc:
         timed_out = _timed_out(exc)
@@ -300,7 +344,7 @@ def _runner(name: str, django_task: Any) -> Any:
     run.__qualname__ = func.__qualname__
     run.__name__ = func.__name__
     run.__doc__ = func.__doc__
-    run.__signature__ = _call_signature(func, django_task.takes_context)  # type: ignore[attr-defined]
+    run.__signature__ = _stored_signature(_call_signature(func, django_task.takes_context))  # type: ignore[attr-defined]
     return run
 
 
@@ -349,12 +393,6 @@ class FusionJobsBackend(BaseTaskBackend):
         path = task.module_path
         if not _NAME.match(path):
             raise InvalidTask(f"{path}: fusion-jobs task names are at most 200 characters")
-        for param in _call_signature(task.func, task.takes_context).parameters.values():
-            if param.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL):
-                raise InvalidTask(
-                    f"{path}: parameter {param.name!r} can't be passed by name; "
-                    "fusion-jobs stores a task's arguments by name"
-                )
         for key in TASK_OPTIONS:
             problem = _option_problem(key, getattr(task, key, None))
             if problem:
@@ -396,9 +434,19 @@ class FusionJobsBackend(BaseTaskBackend):
         except TypeError as exc:
             raise TaskArgumentsError(f"{task.module_path}: {exc}") from None
         payload: dict[str, Any] = {}
+        named = set(signature.parameters)
         for param_name, value in bound.arguments.items():
-            if signature.parameters[param_name].kind is inspect.Parameter.VAR_KEYWORD:
+            kind = signature.parameters[param_name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                clash = sorted(set(value) & named)
+                if clash:
+                    raise TaskArgumentsError(
+                        f"{task.module_path}: keyword argument(s) {', '.join(map(repr, clash))} in "
+                        f"**{param_name} share a parameter's name, and arguments are stored by name"
+                    )
                 payload.update(value)
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                payload[param_name] = list(value)
             else:
                 payload[param_name] = value
         try:

@@ -189,14 +189,6 @@ def no_context(label: str) -> None:
     pass
 
 
-def positional_only(a: int, /) -> None:
-    pass
-
-
-def star_args(*values: int) -> None:
-    pass
-
-
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -205,8 +197,6 @@ def star_args(*values: int) -> None:
         (lambda: task(priority=10)(no_context), "priority"),
         (lambda: task(priority=1000)(no_context), "priority"),
         (lambda: task(queue_name="nope")(no_context), "Queue"),
-        (lambda: task(positional_only), "by name"),
-        (lambda: task(star_args), "by name"),
         (lambda: task(max_retries=-1)(no_context), "max_retries"),
         (lambda: task(execution_timeout="soon")(no_context), "execution_timeout"),
     ],
@@ -356,3 +346,19 @@ def test_the_frameworks_log_lines_without_project_receivers(no_project_receivers
     failed = t.fail.enqueue("log-fail")
     lines = [r.getMessage() for r in caplog.records if r.name == logger]
     assert len(lines) == 3 and "state=FAILED" in lines[2] and failed.id in lines[2]
+
+
+def test_positional_only_star_args_and_extra_keywords_round_trip():
+    result = t.variadic.enqueue(1, 2, 3, 4, c=5, d=6)
+    assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
+    assert {k: v for k, v in result.return_value.items() if k != "pid"} == {
+        "a": 1,
+        "b": 2,
+        "rest": [3, 4],
+        "c": 5,
+        "extra": {"d": 6},
+    }
+    assert JobRun.objects.get(pk=result.id).kwargs == {"a": 1, "b": 2, "rest": [3, 4], "c": 5, "d": 6}
+    assert t.variadic.enqueue(1, 2).return_value["rest"] == []
+    with pytest.raises(fusion_jobs.TaskArgumentsError, match="share a parameter's name"):
+        t.variadic.enqueue(1, 2, a=9)  # legal in Python (a is positional-only), but not storable

@@ -157,3 +157,11 @@ def test_run_after_is_not_run_early_and_runs_once(broker_settings, worker):
     assert done.started_at >= when
     time.sleep(1)
     assert Marker.objects.filter(label="dt-deferred").count() == 1
+
+
+def test_positional_arguments_on_the_worker(broker_settings, worker):
+    result = t.variadic.enqueue(1, 2, 3, c=4, d=5)
+    done = wait_for(lambda: finished(t.variadic, result.id))
+    assert done.status == TaskResultStatus.SUCCESSFUL, done.errors
+    assert done.return_value["pid"] != os.getpid()
+    assert (done.return_value["rest"], done.return_value["extra"]) == ([3], {"d": 5})

@@ -26,6 +26,11 @@ def add(a: int, b: int) -> int:
 
 
 @task(max_retries=0)
+def variadic(a: int, /, b: int, *rest: int, c: int = 0, **extra: Any) -> dict[str, Any]:
+    return {"a": a, "b": b, "rest": list(rest), "c": c, "extra": extra, "pid": os.getpid()}
+
+
+@task(max_retries=0)
 def record(label: str, value: Any = None) -> dict[str, Any]:
     Marker.objects.create(label=label, value=value)
     return {"label": label, "pid": os.getpid()}
