@@ -511,10 +511,14 @@ def test_python_percentiles_match_postgresql():
 @pytest.mark.django_db
 def test_dashboard_shows_the_jobs_badge_and_masks_the_broker_password(viewer_client, settings):
     body = viewer_client.get(reverse(DASHBOARD)).content.decode()
-    assert "jobs disabled" in body and "No runs in this window." in body
+    assert '<span class="fj-badge fj-inline">inline</span>' in body and "No runs in this window." in body
+    assert "disabled" not in body and "eager" not in body  # one neutral word for inline mode
     settings.FUSION_JOBS_BROKER_URL = "amqp://fj:sentinel-pw-9@127.0.0.1:5672/vh"
     body = viewer_client.get(reverse(DASHBOARD)).content.decode()
-    assert "jobs enabled" in body and "amqp://fj:***@127.0.0.1:5672/vh" in body
+    assert (
+        '<span class="fj-badge fj-enabled">broker</span>' in body
+        and "amqp://fj:***@127.0.0.1:5672/vh" in body
+    )
     assert "sentinel-pw-9" not in body
 
 
