@@ -4,6 +4,7 @@ a subprocess with only the environment a deployment would set."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -127,3 +128,23 @@ def test_django_debug_turns_debug_on(tmp_path: Path, flag: str) -> None:
         DJANGO_DEBUG=flag,
     )
     assert out.stdout.strip() == "True", out.stderr
+
+
+def test_the_readme_lists_every_environment_variable_the_example_reads() -> None:
+    """README "Deploying" is where a deployer looks: every variable example/settings.py reads is there."""
+    source = (ROOT / "example" / "settings.py").read_text()
+    read = set(re.findall(r'(?:os\.environ\.get|env_flag)\("([A-Z0-9_]+)"', source)) | {"DATABASE_URL"}
+    readme = (ROOT / "README.md").read_text()
+    deploying = readme[readme.index("## Deploying") :]
+    deploying = deploying[: deploying.index("\n## ", 1)]
+    missing = {name for name in read if not name.startswith("FUSION_JOBS_") and f"`{name}`" not in deploying}
+    assert not missing, f"not in README 'Deploying': {sorted(missing)}"
+    for name in (
+        "PORT",
+        "DJANGO_SUPERUSER_PASSWORD",
+        "docker compose up --build",
+        "pip install",
+        "python -m build",
+    ):
+        assert name in readme, name
+    assert "seed" not in readme.lower().replace("seeded", ""), "speak of the project, not the seed"
