@@ -241,6 +241,13 @@ def _parse_time(value: Any) -> Any:
     return parse_datetime(value) if isinstance(value, str) else None
 
 
+def _exit_as_exception(exc: SystemExit) -> Exception:
+    """``SystemExit`` as an Exception of the same name, so it is recorded like any task failure
+    (``builtins.SystemExit`` in ``errors``) instead of stopping the process or the worker thread."""
+    error_class = type("SystemExit", (Exception,), {"__module__": "builtins", "__qualname__": "SystemExit"})
+    return error_class(*exc.args)
+
+
 def _needs_row(django_task: Any) -> bool:
     """Whether this attempt must read its run: for a context, or for a project's signal receivers.
 
@@ -311,6 +318,8 @@ def _execute(name: str, kwargs: dict[str, Any]) -> Any:
             positional.insert(0, TaskContext(task_result=task_result))
         value = django_task.call(*positional, **keywords)
         value = normalize_json(value)
+    except KeyboardInterrupt:
+        raise  # the user stopping the process, as Django's ImmediateBackend lets it through
     except BaseException as exc:
         timed_out = _timed_out(exc)
         retryable = not isinstance(exc, TaskArgumentsError) and (not timed_out or fusion.retry_on_timeout)
@@ -325,6 +334,9 @@ def _execute(name: str, kwargs: dict[str, Any]) -> Any:
             object.__setattr__(task_result, "status", TaskResultStatus.FAILED)
             object.__setattr__(task_result, "finished_at", timezone.now())
             task_finished.send(sender=sender, task_result=task_result)
+        if isinstance(exc, SystemExit):
+            # A failure of the task, not of the process: recorded as such, inline and on a worker.
+            raise _exit_as_exception(exc).with_traceback(exc.__traceback__) from None
         raise
     object.__setattr__(task_result, "status", TaskResultStatus.SUCCESSFUL)
     object.__setattr__(task_result, "finished_at", timezone.now())
@@ -397,13 +409,7 @@ class FusionJobsBackend(BaseTaskBackend):
             problem = _option_problem(key, getattr(task, key, None))
             if problem:
                 raise InvalidTask(f"{path}: {problem}")
-        registered = self._register(task)
-        if task.queue_name != registered.queue:
-            # A worker consumes, and accepts messages on, the queue each task was declared with.
-            raise InvalidTask(
-                f"{path}: declared on queue {registered.queue!r}; fusion-jobs runs a task on the "
-                f"queue it was declared with, so using(queue_name={task.queue_name!r}) can't move it"
-            )
+        self._register(task)
 
     def _register(self, task: Any) -> FusionJobsTask:
         self._configured()
@@ -458,6 +464,12 @@ class FusionJobsBackend(BaseTaskBackend):
     def enqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
         self.validate_task(task)
         fusion = self._register(task)
+        if task.queue_name != fusion.queue:
+            # A worker consumes, and accepts messages on, the queue each task was declared with.
+            raise InvalidTask(
+                f"{task.module_path}: declared on queue {fusion.queue!r}; fusion-jobs runs a task on "
+                f"the queue it was declared with, so using(queue_name={task.queue_name!r}) can't move it"
+            )
         payload = self._arguments(task, args, kwargs)
         token = _running_inline.set(True)
         try:

@@ -290,7 +290,7 @@ def test_a_task_stays_on_the_queue_it_was_declared_with(settings):
     }
     # The worker accepts a task's messages only on its declared queue (and consumes only those).
     with pytest.raises(InvalidTask, match="declared on queue 'default'"):
-        t.add.using(queue_name="other")
+        t.add.using(queue_name="other").enqueue(1, 1)
     assert t.add.using(queue_name="default").enqueue(1, 1).return_value == 2
 
 
@@ -362,3 +362,16 @@ def test_positional_only_star_args_and_extra_keywords_round_trip():
     assert t.variadic.enqueue(1, 2).return_value["rest"] == []
     with pytest.raises(fusion_jobs.TaskArgumentsError, match="share a parameter's name"):
         t.variadic.enqueue(1, 2, a=9)  # legal in Python (a is positional-only), but not storable
+
+
+def test_system_exit_in_a_task_is_a_recorded_failure():
+    result = t.exits.enqueue()
+    assert result.status == TaskResultStatus.FAILED
+    assert result.errors[0].exception_class is SystemExit
+    assert result.errors[0].traceback.endswith("SystemExit: task exits\n")
+    assert JobRun.objects.get(pk=result.id).status == "failed"
+
+
+def test_keyboard_interrupt_goes_through():
+    with pytest.raises(KeyboardInterrupt):
+        t.interrupted.enqueue()

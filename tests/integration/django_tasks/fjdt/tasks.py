@@ -46,6 +46,16 @@ def fail(label: str) -> None:
     raise PlannedError(f"planned failure {label}")
 
 
+@task(max_retries=0)
+def exits() -> None:
+    raise SystemExit("task exits")
+
+
+@task(max_retries=0)
+def interrupted() -> None:
+    raise KeyboardInterrupt("stop")
+
+
 @task(max_retries=2, min_backoff=0.1, max_backoff=0.2)
 def flaky(label: str, failures: int) -> str:
     done = Marker.objects.filter(label=label).count()
