@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
-from .conf import jobs_settings
+from .conf import jobs_settings, queue_namespace
 from .exceptions import FusionJobsError, PayloadError, PublishError
 from .registry import Task, all_tasks, get_task
 from .utils import json_roundtrip, mask_url
@@ -44,6 +44,7 @@ def get_jobs_status() -> dict[str, Any]:
         "enabled": enabled,
         "mode": "broker" if enabled else "eager",
         "broker": mask_url(url) if url else None,
+        "namespace": queue_namespace(),
         "reason": reason,
         "on_publish_error": str(jobs_settings.ON_PUBLISH_ERROR),
         "tasks": sorted(all_tasks()),

@@ -17,7 +17,7 @@ from django.db import DatabaseError, connections, router
 from django.db.migrations.executor import MigrationExecutor
 
 from .api import get_jobs_status, is_jobs_enabled
-from .conf import jobs_settings
+from .conf import jobs_settings, queue_namespace
 from .registry import all_tasks
 from .utils import mask_url
 from .worker_process import EXIT_BROKER_REFUSED, EXIT_CONFIG, SUPERVISOR_ENV
@@ -241,7 +241,7 @@ def supervise(argv: list[str], env: dict[str, str], stdout: Output) -> int:
                     others = sum(1 for s in slots if s.alive())
                     stdout.write(
                         f"fusion-jobs worker: worker process {slot.proc.pid} exited ({_describe_exit(code, HARD_LIMIT_EXIT)}); "
-                        f"restarting it in {slot.backoff:.0f} s, the other {others} keep consuming\n"
+                        f"restarting in {slot.backoff:.0f} s; the other {others} keep consuming\n"
                     )
                     stdout.flush()
                 slot.restart_at = now + slot.backoff
@@ -282,7 +282,7 @@ def run_worker(
     else:
         env.setdefault("dramatiq_queue_prefetch", str(threads))
     stdout.write(
-        f"fusion-jobs worker: broker={status['broker']} queues={','.join(serving) or '-'} "
+        f"fusion-jobs worker: broker={status['broker']} namespace={queue_namespace() or '-'} queues={','.join(serving) or '-'} "
         f"processes={processes} threads={threads} prefetch={env['dramatiq_queue_prefetch']} tasks={len(tasks)} ({', '.join(sorted(tasks)) or 'none'})\n"
     )
     stdout.flush()

@@ -94,7 +94,6 @@ def main(argv: list[str] | None = None) -> int:
 
         from fusion_jobs import bootstrap
         from fusion_jobs.backends.broker import describe_refusal, open_connection
-        from fusion_jobs.conf import broker_queue
     except Exception:
         logging.basicConfig()
         logging.getLogger("fusion_jobs.worker").exception("worker process %s could not start", os.getpid())
@@ -112,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     except pika.exceptions.AMQPError:
         pass  # down or restarting: the consumers retry until it is back
     broker.emit_after("process_boot")
-    queues = {broker_queue(q) for q in args.queues} if args.queues else None
-    worker = dramatiq.Worker(broker, queues=queues, worker_threads=args.threads)
+    # Logical names: the broker puts them in the queue namespace when it talks to RabbitMQ.
+    worker = dramatiq.Worker(
+        broker, queues=set(args.queues) if args.queues else None, worker_threads=args.threads
+    )
     worker.start()
     logger.info("Worker process is ready for action.")
     while not stopping.wait(1.0):

@@ -63,13 +63,23 @@ def wait_for(
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what or predicate!r} (last value: {last!r})")
 
 
-def purge_queues(url: str = BROKER_URL, queues: tuple[str, ...] = TEST_QUEUES) -> None:
+def purge_queues(
+    url: str = BROKER_URL, queues: tuple[str, ...] = TEST_QUEUES, namespace: str | None = None
+) -> None:
+    """Empty the logical ``queues`` (and their .DQ/.XQ) as RabbitMQ names them in ``namespace``
+    (default: the current ``FUSION_JOBS_QUEUE_NAMESPACE``)."""
     import pika
+
+    from fusion_jobs.conf import broker_queue
 
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
         channel = connection.channel()
-        for queue in queues:
+        for logical in queues:
+            if namespace is None:
+                queue = broker_queue(logical)
+            else:
+                queue = f"{namespace}.{logical}" if namespace else logical
             for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
                 try:
                     channel.queue_purge(name)

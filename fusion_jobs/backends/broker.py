@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import dramatiq
 import pika
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.common import dq_name
+from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
+from dramatiq.common import dq_name, xq_name
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import TimeLimit
 
-from ..conf import jobs_settings
+from ..conf import broker_queue, jobs_settings
 from ..encoder import StrictJSONEncoder
 from ..exceptions import PublishError, TaskArgumentsError
 from ..middleware.validation import QueueCheckedConsumer, before_process_fail_closed
@@ -71,6 +72,77 @@ class FusionRabbitmqBroker(RabbitmqBroker):
             before_process_fail_closed(self, *args)
         else:
             super().emit_before(signal, *args, **kwargs)
+
+    # Queue namespace (FUSION_JOBS_QUEUE_NAMESPACE): messages, actors, run rows and Dramatiq's
+    # bookkeeping use the logical queue name ("default"); only the names given to RabbitMQ are
+    # prefixed ("shop.default", "shop.default.DQ", "shop.default.XQ"), so every declare, publish
+    # and consume below goes through ``broker_queue``.
+
+    @property
+    def consumer_class(self) -> Any:
+        base = super().consumer_class
+
+        def consumer(broker: RabbitmqBroker, queue_name: str, prefetch: int, timeout: int) -> Any:
+            made = base(broker, broker_queue(queue_name), prefetch, timeout)
+            made.queue_name = queue_name  # what its messages name, and what Dramatiq tracks
+            return made
+
+        return consumer
+
+    def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
+        arguments: dict[str, Any] = super()._build_queue_arguments(broker_queue(queue_name))
+        return arguments
+
+    def _declare_queue(self, queue_name: str) -> Any:
+        arguments = self._build_queue_arguments(queue_name)
+        return self.channel.queue_declare(queue=broker_queue(queue_name), durable=True, arguments=arguments)
+
+    def _declare_dq_queue(self, queue_name: str) -> Any:
+        arguments = self._build_queue_arguments(queue_name)
+        return self.channel.queue_declare(
+            queue=dq_name(broker_queue(queue_name)), durable=True, arguments=arguments
+        )
+
+    def _declare_xq_queue(self, queue_name: str) -> Any:
+        return self.channel.queue_declare(
+            queue=xq_name(broker_queue(queue_name)),
+            durable=True,
+            arguments={"x-message-ttl": DEAD_MESSAGE_TTL},
+        )
+
+    def flush(self, queue_name: str) -> None:
+        for name in (queue_name, dq_name(queue_name), xq_name(queue_name)):
+            self.channel.queue_purge(broker_queue(name))
+
+    def enqueue(self, message: Any, *, delay: int | None = None) -> Any:
+        """Dramatiq's own publishes (a delayed message come due, a requeue) take the confirmed path."""
+        self.emit_before("enqueue", message, delay)
+        try:
+            _publish_raw(self, [(message, delay)])
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
+            raise ConnectionClosed(exc) from None
+        self.emit_after("enqueue", message, delay)
+        return message
+
+
+def open_connection() -> pika.BlockingConnection:
+    """One connection to the configured broker, with the bounded connect of publishing.
+
+    ``rundramatiq`` opens one before it starts consuming, so a refused login is one clear line
+    (:func:`describe_refusal`) instead of consumers logging connection errors in a loop.
+    """
+    return pika.BlockingConnection(_connection_parameters(str(jobs_settings.BROKER_URL or "")))
+
+
+def describe_refusal(exc: BaseException) -> str:
+    """Why RabbitMQ refused a connection, with the URL's password masked."""
+    url = mask_url(str(jobs_settings.BROKER_URL or ""))
+    if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
+        return (
+            f"RabbitMQ at {url} refused access to the vhost (it does not exist, or the user has no "
+            "permission on it)"
+        )
+    return f"RabbitMQ at {url} refused the login (wrong user or password)"
 
 
 def _middleware() -> list[Any]:
@@ -206,13 +278,14 @@ def _publish_raw(broker: RabbitmqBroker, messages: list[tuple[Any, int | None]])
                 batch = len(messages) > 1
                 channel = publisher.tx if batch else publisher.confirm
                 for message, delay_ms in messages:
-                    routing_key = message.queue_name
+                    routing_key = broker_queue(message.queue_name)
                     body_message = message
                     publisher.declare(message.queue_name)
                     if delay_ms is not None:
-                        routing_key = dq_name(message.queue_name)
+                        routing_key = dq_name(routing_key)
                         body_message = message.copy(
-                            queue_name=routing_key, options={"eta": int(time.time() * 1000) + delay_ms}
+                            queue_name=dq_name(message.queue_name),
+                            options={**message.options, "eta": int(time.time() * 1000) + delay_ms},
                         )
                     channel.basic_publish(
                         exchange="",

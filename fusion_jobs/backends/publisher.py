@@ -18,6 +18,8 @@ import pika
 from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
 from dramatiq.common import dq_name, xq_name
 
+from ..conf import broker_queue
+
 logger = logging.getLogger("fusion_jobs.broker")
 
 #: Idle connections kept per process; more threads publishing at once get extra ones, closed after.
@@ -43,16 +45,20 @@ class PooledPublisher:
         return self._tx
 
     def declare(self, queue: str) -> None:
-        """Declare the queue and its delay and dead-letter queues as Dramatiq does, once per connection."""
-        if queue in self.declared:
+        """Declare the queue and its delay and dead-letter queues as Dramatiq does, once per connection.
+
+        ``queue`` is the logical name; RabbitMQ gets it inside the queue namespace (``broker_queue``).
+        """
+        physical = broker_queue(queue)
+        if physical in self.declared:
             return
         arguments = self.broker._build_queue_arguments(queue)
-        self.confirm.queue_declare(queue=queue, durable=True, arguments=arguments)
-        self.confirm.queue_declare(queue=dq_name(queue), durable=True, arguments=arguments)
+        self.confirm.queue_declare(queue=physical, durable=True, arguments=arguments)
+        self.confirm.queue_declare(queue=dq_name(physical), durable=True, arguments=arguments)
         self.confirm.queue_declare(
-            queue=xq_name(queue), durable=True, arguments={"x-message-ttl": DEAD_MESSAGE_TTL}
+            queue=xq_name(physical), durable=True, arguments={"x-message-ttl": DEAD_MESSAGE_TTL}
         )
-        self.declared.add(queue)
+        self.declared.add(physical)
 
     @property
     def healthy(self) -> bool:

@@ -268,7 +268,7 @@ def run_crons(
     status = get_jobs_status()
     schedules = _schedule_lines(clock())
     stdout.write(
-        f"fusion-jobs crons: broker={status['broker']} mode={'once' if once else 'scheduler'} "
+        f"fusion-jobs crons: broker={status['broker']} namespace={status.get('namespace') or '-'} mode={'once' if once else 'scheduler'} "
         f"lease={lease.name} (holder {lease.holder}, ttl {lease.ttl:g} s) poll={poll:g} s "
         f"grace={float(jobs_settings.CRON_GRACE):g} s schedules={len(schedules)} "
         f"registrars={', '.join(declarations.sources) or 'none'}\n"
