@@ -196,7 +196,7 @@ def _enqueue_validated(
         retry_of=retry_of,
         cron=cron,
         scheduled_for=scheduled_for,
-        next_attempt_at=not_before if queued else None,
+        next_attempt_at=not_before if deferred else None,  # a start already past: enqueue() as usual
     )
     # Inline, outside a transaction, for a run no overlap rule can keep from starting: the row is
     # written already started (one write instead of two) and the run goes straight on.
