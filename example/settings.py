@@ -74,6 +74,10 @@ INSTALLED_APPS = [
     "example.sandbox",
 ]
 
+# Django's Tasks framework (django.tasks, or the django-tasks backport on 5.2) runs on fusion-jobs:
+# example/core/tasks.py declares one job with @task, and the sandbox enqueues it with .enqueue().
+TASKS = {"default": {"BACKEND": "fusion_jobs.backends.django_tasks.FusionJobsBackend"}}
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -5,6 +5,12 @@ from __future__ import annotations
 import time
 
 import fusion_jobs
+from fusion_jobs.backends.django_tasks import FRAMEWORK
+
+if FRAMEWORK == "django.tasks":
+    from django.tasks import task as django_task
+else:  # Django 5.2: the django-tasks backport
+    from django_tasks import task as django_task
 
 
 @fusion_jobs.task(name="demo-hello", execution_timeout="30s", max_retries=0)
@@ -20,3 +26,9 @@ def count(to: int = 20, delay: float = 0.1) -> int:
         time.sleep(delay)
         fusion_jobs.report_progress("counting", i, to)
     return to
+
+
+@django_task(execution_timeout="30s", max_retries=0)
+def django_hello(name: str = "world") -> dict[str, str]:
+    """The same hello, declared with Django's ``@task`` and run by fusion-jobs' Tasks backend."""
+    return {"greeting": f"Hello, {name}, from a Django @task!", "run": fusion_jobs.current_run_id() or ""}

@@ -30,6 +30,7 @@ from example.agent.crons import AGENT_CRONS
 from example.agent.models import MessageStatus, OutboundMessage
 from example.core.ratelimit import Rate, hit
 from example.core.runs import mode_word, no_worker_notice, run_state
+from example.core.tasks import django_hello
 from example.documents.models import Document
 from fusion_jobs.models import CronSchedule, JobRun
 
@@ -39,6 +40,8 @@ from .models import SandboxRun
 DEMO_JOBS: dict[str, dict[str, Any]] = {
     "demo-count": {"to": 10, "delay": 0.1},
     "demo-hello": {"name": "sandbox"},
+    # Declared with Django's @task: named by its module path, enqueued with Task.enqueue().
+    django_hello.module_path: {"name": "sandbox"},
 }
 
 # The documents demo's kick_processing. Shown as text: the template escapes it like any other data.
@@ -162,6 +165,7 @@ def jobs_page(request: HttpRequest) -> HttpResponse:
         "status": _status(),
         "seam_snippet": SEAM_SNIPPET,
         "demo_jobs": list(DEMO_JOBS),
+        "django_task_name": django_hello.module_path,
         "watched": watched,
         "recent_runs": visible_runs(request).only(
             "id", "task_name", "status", "mode", "result", "enqueued_at", "started_at", "finished_at"
@@ -198,7 +202,13 @@ def enqueue_demo(request: HttpRequest) -> HttpResponse:
             return JsonResponse({"error": message}, status=429)
         return HttpResponse(message, status=429, content_type="text/plain")
     with transaction.atomic():
-        handle = fusion_jobs.enqueue(task_name, **DEMO_JOBS[task_name])
+        if task_name == django_hello.module_path:
+            # Django's Tasks framework: .enqueue() goes through fusion-jobs' backend, same JobRun.
+            result = django_hello.enqueue(**DEMO_JOBS[task_name])
+            mode = "queued" if fusion_jobs.is_jobs_enabled() else "inline"
+            handle = fusion_jobs.RunHandle(run_id=result.id, mode=mode, task_name=task_name)
+        else:
+            handle = fusion_jobs.enqueue(task_name, **DEMO_JOBS[task_name])
         SandboxRun.objects.create(run_id=handle.run_id, user=request.user)
     if _wants_json(request):
         run = JobRun.objects.get(pk=handle.run_id)
