@@ -26,7 +26,8 @@ def mode_word(status: dict[str, Any]) -> str:
 
 def document_failed(run: JobRun) -> bool:
     """A succeeded run whose result says the document it processed failed."""
-    result = run.result if "result" in run.__dict__ else None
+    # Lists load runs with .only(...): a run whose result was left out is shown by its own status.
+    result = None if "result" in run.get_deferred_fields() else run.result
     return run.status == RunStatus.SUCCEEDED and isinstance(result, dict) and result.get("status") == "failed"
 
 
