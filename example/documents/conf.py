@@ -58,3 +58,8 @@ def search_min_score() -> float | None:
     """``DOCUMENTS_SEARCH_MIN_SCORE``: the relevance floor; None means the embedder's default (retrieval.py)."""
     value = getattr(settings, "DOCUMENTS_SEARCH_MIN_SCORE", None)
     return None if value is None or value == "" else float(value)
+
+
+def no_worker_after_seconds() -> int:
+    """``SANDBOX_NO_WORKER_AFTER_SECONDS``, shared with the sandbox: when waiting runs mean no worker runs."""
+    return int(getattr(settings, "SANDBOX_NO_WORKER_AFTER_SECONDS", 60))

@@ -21,6 +21,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from example.core.ratelimit import Rate, hit
+from example.core.runs import no_worker_notice
 from fusion_jobs import get_jobs_status
 from fusion_jobs.models import JobRun
 
@@ -44,6 +45,8 @@ def _jobs_mode() -> dict[str, object]:
         "enabled": jobs["enabled"],
         "label": QUEUED if jobs["enabled"] else INLINE,
         "reason": jobs["reason"],
+        # Queued uploads that no worker picks up would say "Waiting for a worker" forever: say why.
+        "no_worker": no_worker_notice(conf.no_worker_after_seconds(), enabled=bool(jobs["enabled"])),
     }
 
 

@@ -157,3 +157,18 @@ def test_sandbox_runs_are_recorded_for_their_user(
 
     assert SandboxRun.objects.get().user.get_username() == "ada"
     assert str(SandboxRun.objects.get().run_id) == run_id
+
+
+def test_the_documents_pages_say_when_no_worker_is_running(settings: Any, client: Client) -> None:
+    """An upload queued to a worker that never comes would say "Waiting for a worker" forever."""
+    settings.FUSION_JOBS_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/fj_none"
+    old = timezone.now() - timedelta(minutes=5)
+    run = JobRun.objects.create(
+        task_name="process-chat-document", status="queued", mode="worker", enqueued_at=old
+    )
+    document = Document.objects.create(
+        title="waiting", file="documents/w.pdf", status="pending", last_run_id=run.pk
+    )
+
+    for url in ("/documents/", f"/documents/{document.pk}/"):
+        assert "is a worker running?" in client.get(url).content.decode(), url
