@@ -2,7 +2,7 @@
 # tools: those are in requirements-dev.txt), static files collected for WhiteNoise, served by gunicorn as
 # an unprivileged user. docker-compose.yml runs it as web, worker, crons and the one-shot migrate.
 FROM python:3.11-slim
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PORT=8000
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY requirements.txt .
 RUN pip install -r requirements.txt
