@@ -146,7 +146,7 @@ FUSION_JOBS_BROKER_URL = os.environ.get("FUSION_JOBS_BROKER_URL", "")
 # runcrons calls these at start-up to declare the crons (the agent's six).
 FUSION_JOBS_CRON_REGISTRARS = ["example.agent.crons.register_agent_cron"]
 
-# Mail, the seed's graceful degradation: SMTP_HOST set means the agent's outbox is sent through SMTP;
+# Mail, degrading gracefully: SMTP_HOST set means the agent's outbox is sent through SMTP;
 # unset means messages are logged and held (status "held"), never sent and never lost.
 SMTP_HOST = os.environ.get("SMTP_HOST", "")
 if SMTP_HOST:

@@ -1,4 +1,4 @@
-"""The enqueue seam for document processing: the seed's ``kickProcessing``.
+"""The enqueue seam for document processing: ``kick_processing``, the one place an upload starts its job.
 
 With a broker the document goes to a worker; without one (or when publishing fails) it is processed
 right here. Either way it goes through ``fusion_jobs.enqueue`` where possible, so the run is recorded in

@@ -1,6 +1,6 @@
 """The body of the ``process-chat-document`` job: extract -> chunk -> embed -> store, on one Document.
 
-Contract (the seed's "the job body never throws"): :func:`process_document` records every outcome on
+Contract ("the job body never throws"): :func:`process_document` records every outcome on
 the Document itself and returns it as a dict, which becomes the ``JobRun`` result. A bad file is a
 *document* failure, not a *job* failure: retrying would fail the same way, so the run succeeds and its
 result says ``"status": "failed"`` with the exception class (``error_class``) and the user-facing
