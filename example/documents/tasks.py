@@ -1,9 +1,10 @@
 """The ``process-chat-document`` task: extract, chunk and embed an uploaded document, on fusion-jobs.
 
 Autodiscovered by fusion-jobs (``<app>.tasks``), so both the web process (inline runs) and
-``manage.py rundramatiq`` know it. The 600 s cap covers a PDF at the page cap even with MiniLM
-(``bench/documents.py`` measures the 1000-page job; MiniLM's estimate is in its output). Inline, inside
-a web request, the tighter ``DOCUMENTS_INLINE_*`` budget applies instead. The body never raises because of the
+``manage.py rundramatiq`` know it. The job must fit ``DOCUMENTS_EMBED_BUDGET_SECONDS`` (540 s), under
+its 600 s cap: an embedder whose estimate does not fit is refused before embedding. ``bench/documents.py``
+measures the 1000-page job. Inline, inside a web request, the tighter ``DOCUMENTS_INLINE_*`` budget
+applies instead. The body never raises because of the
 document: the outcome, failures included, is recorded on the Document and returned as the run's result
 (see :mod:`example.documents.processing`).
 """
