@@ -73,6 +73,20 @@ def _waiting(alias: str) -> Any:
     return JobRun.objects.using(alias).filter(mode=RunMode.WORKER, published_at__isnull=True)
 
 
+def due_runs(alias: str, now: datetime) -> Any:
+    """Runs whose time has come, earliest first: one range scan of the partial index ``fj_run_due``."""
+    return _waiting(alias).filter(status__in=WAITING, next_attempt_at__lte=now).order_by("next_attempt_at")
+
+
+def lost_runs(alias: str, enqueued_before: datetime) -> Any:
+    """Queued runs that never reached the broker, oldest first (partial index ``fj_run_unpublished``)."""
+    return (
+        _waiting(alias)
+        .filter(status=RunStatus.QUEUED, next_attempt_at__isnull=True, enqueued_at__lte=enqueued_before)
+        .order_by("enqueued_at")
+    )
+
+
 def _claim(alias: str, now: datetime, min_age: float, limit: int) -> tuple[list[_Claimed], datetime]:
     """Take up to ``limit`` runs to publish and lease them; returns them and the lease's end.
 
@@ -82,18 +96,11 @@ def _claim(alias: str, now: datetime, min_age: float, limit: int) -> tuple[list[
     lease = now + timedelta(seconds=lease_seconds())
     fields = ("id", "task_name", "kwargs", "status", "attempt_log", "next_attempt_at")
     with transaction.atomic(using=alias):
-        locked = _waiting(alias).select_for_update(skip_locked=True).only(*fields)
-        rows = list(
-            locked.filter(status__in=WAITING, next_attempt_at__lte=now).order_by("next_attempt_at")[:limit]
-        )
+        due = due_runs(alias, now).select_for_update(skip_locked=True).only(*fields)
+        rows = list(due[:limit])
         if len(rows) < limit:
-            rows += list(
-                locked.filter(
-                    status=RunStatus.QUEUED,
-                    next_attempt_at__isnull=True,
-                    enqueued_at__lte=now - timedelta(seconds=min_age),
-                ).order_by("enqueued_at")[: limit - len(rows)]
-            )
+            lost = lost_runs(alias, now - timedelta(seconds=min_age))
+            rows += list(lost.select_for_update(skip_locked=True).only(*fields)[: limit - len(rows)])
         claimed = []
         for run in rows:
             try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import dramatiq
 import pytest
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.urls import reverse
 from django.utils import timezone
 from dramatiq.broker import MessageProxy
@@ -24,7 +24,7 @@ from fusion_jobs.backends.broker import reset_broker
 from fusion_jobs.middleware.relay import park_delayed_message
 from fusion_jobs.models import JobRun
 from fusion_jobs.recording import Attempt, mark_retrying
-from fusion_jobs.relay import CHUNK_SIZE, lease_seconds, park, relay_once
+from fusion_jobs.relay import CHUNK_SIZE, due_runs, lease_seconds, lost_runs, park, relay_once
 from tests.conftest import BROKER_URL, wait_for
 from tests.testapp.models import Marker
 
@@ -314,3 +314,14 @@ def test_a_delayed_message_that_cannot_be_parked_goes_on_at_once_instead_of_wait
     past = delayed_message(str(uuid.uuid4()), int(time.time() * 1000) - 1000)
     assert park_delayed_message(past) is False and "eta" in past.options  # Dramatiq's own path
     assert not JobRun.objects.exists()
+
+
+def test_the_relays_polls_are_index_range_scans(broker_settings):
+    """Polled every second by every worker process: each query must be one partial-index range scan."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # an empty table would be scanned otherwise
+        now = timezone.now()
+        due = due_runs("default", now)[:100].explain()
+        lost = lost_runs("default", now - timedelta(seconds=10))[:100].explain()
+    assert "Index Scan using fj_run_due" in due and "Filter" not in due, due
+    assert "Index Scan using fj_run_unpublished" in lost and "Filter" not in lost, lost
