@@ -244,6 +244,13 @@ SETTINGS: dict[str, Setting] = {
     "PUBLISH_TIMEOUT": Setting(
         2.0, float, "Seconds a publish may take (connect + confirm) before it fails.", low=0, low_open=True
     ),
+    "MAX_PRIORITY": Setting(
+        0,
+        int,
+        "RabbitMQ priority levels per queue (`x-max-priority`), 0 for none. A task's priority (-100..100, Django's scale) maps onto them. Queues keep the arguments they were declared with: changing this needs them deleted (or a new vhost) first.",
+        low=0,
+        high=255,
+    ),
     "CONSUMER_TIMEOUT": Setting(
         1800.0,
         float,

@@ -44,7 +44,7 @@ REQUIRED = {
 #: types. Nothing else is accepted: an option such as ``time_limit``, ``max_retries``, ``throws`` or
 #: ``retry_when`` would let a message lengthen its task's limits or change what is retried. Limits
 #: and retryability come from the registered task only.
-OPTIONS: dict[str, type] = {"retries": int, "eta": int}
+OPTIONS: dict[str, type] = {"retries": int, "eta": int, "broker_priority": int}
 #: ``retries`` counts retries already done; the run's attempts column is a 32-bit integer.
 MAX_RETRIES_OPTION = 2**31 - 1
 #: Room for everything but the arguments: ids, names, options.

@@ -51,6 +51,8 @@ class Task:
     single_flight: bool | Callable[..., str] = False
     retry_on_timeout: bool = True
     description: str = ""
+    #: -100..100 (Django's scale); ordering within a queue when FUSION_JOBS_MAX_PRIORITY is set.
+    priority: int = 0
     signature: inspect.Signature = field(init=False, repr=False)
     # What check_arguments() needs from the signature, worked out once: enqueue() is a hot path.
     _accepted: frozenset[str] = field(init=False, repr=False)

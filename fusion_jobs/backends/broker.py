@@ -55,7 +55,10 @@ class FusionRabbitmqBroker(RabbitmqBroker):
     """RabbitmqBroker with publisher confirms and bounded, password-free connection errors."""
 
     def __init__(self, url: str, middleware: list[Any]) -> None:
-        super().__init__(confirm_delivery=True, middleware=middleware)
+        # FUSION_JOBS_MAX_PRIORITY: every queue declared with x-max-priority (opt-in: RabbitMQ
+        # refuses to redeclare an existing queue with other arguments, PRECONDITION_FAILED).
+        max_priority = int(jobs_settings.MAX_PRIORITY) or None
+        super().__init__(confirm_delivery=True, middleware=middleware, max_priority=max_priority)
         self.parameters = _connection_parameters(url)
         self.safe_url = mask_url(url)
 
@@ -238,15 +241,27 @@ def _declare_if_built(task_obj: Task) -> None:
 on_register(_declare_if_built)
 
 
+def broker_priority(priority: int) -> int | None:
+    """A task priority (-100..100) as a RabbitMQ message priority (0..MAX_PRIORITY); None when off."""
+    top = int(jobs_settings.MAX_PRIORITY)
+    if not top:
+        return None
+    return round((max(-100, min(100, priority)) + 100) * top / 200)
+
+
 def _message(
     task_obj: Task, run_id: str, kwargs: dict[str, Any], options: dict[str, Any] | None = None
 ) -> Any:
+    options = dict(options or {})
+    level = broker_priority(task_obj.priority)
+    if level is not None:  # kept by retries and delays: Dramatiq publishes it as the priority
+        options["broker_priority"] = level
     return dramatiq.Message(
         queue_name=task_obj.effective_queue,
         actor_name=task_obj.name,
         args=(),
         kwargs=kwargs,
-        options=options or {},
+        options=options,
         message_id=run_id,
         message_timestamp=int(time.time() * 1000),
     )
@@ -291,7 +306,9 @@ def _publish_raw(broker: RabbitmqBroker, messages: list[tuple[Any, int | None]])
                         exchange="",
                         routing_key=routing_key,
                         body=body_message.encode(),
-                        properties=pika.BasicProperties(delivery_mode=2),
+                        properties=pika.BasicProperties(
+                            delivery_mode=2, priority=message.options.get("broker_priority")
+                        ),
                         mandatory=not batch,
                     )
                 if batch:

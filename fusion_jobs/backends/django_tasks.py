@@ -31,12 +31,13 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .. import api
+from ..conf import jobs_settings
 from ..context import current
 from ..exceptions import PayloadError, TaskArgumentsError, TaskDeclarationError
 from ..models import JobRun, RunMode, RunStatus
 from ..recording import Attempt, db_alias, worker_id
 from ..registry import Task as FusionJobsTask
-from ..registry import get_task
+from ..registry import get_task, register
 from ..registry import task as fusion_task
 from ..utils import parse_duration
 
@@ -367,7 +368,7 @@ class FusionJobsBackend(BaseTaskBackend):
     supports_defer = _enqueue_at is not None
     supports_async_task = True
     supports_get_result = True
-    supports_priority = False
+    supports_priority = True  # with FUSION_JOBS_MAX_PRIORITY set; refused, not ignored, without
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
@@ -403,6 +404,11 @@ class FusionJobsBackend(BaseTaskBackend):
         """The framework's rules, plus fusion-jobs' (arguments by name, option values), then register."""
         super().validate_task(task)
         path = task.module_path
+        if task.priority != 0 and not int(jobs_settings.MAX_PRIORITY):
+            raise InvalidTask(
+                f"{path}: priority {task.priority} needs RabbitMQ priority queues: set "
+                "FUSION_JOBS_MAX_PRIORITY (e.g. 10), on a vhost whose queues it can declare"
+            )
         if not _NAME.match(path):
             raise InvalidTask(f"{path}: fusion-jobs task names are at most 200 characters")
         for key in TASK_OPTIONS:
@@ -429,6 +435,8 @@ class FusionJobsBackend(BaseTaskBackend):
             registered = fusion_task(**options)(_runner(name, task))
         except TaskDeclarationError as exc:
             raise InvalidTask(str(exc)) from None
+        if task.priority:
+            registered = register(replace(registered, priority=task.priority))
         _django_tasks[name] = task
         return registered
 
@@ -470,6 +478,8 @@ class FusionJobsBackend(BaseTaskBackend):
                 f"{task.module_path}: declared on queue {fusion.queue!r}; fusion-jobs runs a task on "
                 f"the queue it was declared with, so using(queue_name={task.queue_name!r}) can't move it"
             )
+        if task.priority != fusion.priority:
+            fusion = replace(fusion, priority=task.priority)
         payload = self._arguments(task, args, kwargs)
         token = _running_inline.set(True)
         try:

@@ -375,3 +375,22 @@ def test_system_exit_in_a_task_is_a_recorded_failure():
 def test_keyboard_interrupt_goes_through():
     with pytest.raises(KeyboardInterrupt):
         t.interrupted.enqueue()
+
+
+def test_priority_needs_priority_queues_and_maps_onto_them(settings):
+    from fusion_jobs.backends.broker import _message, broker_priority
+
+    with pytest.raises(InvalidTask, match="FUSION_JOBS_MAX_PRIORITY"):
+        t.add.using(priority=10)
+    settings.FUSION_JOBS_MAX_PRIORITY = 10
+    high = t.add.using(priority=100)
+    assert [broker_priority(p) for p in (-100, -50, 0, 50, 100)] == [0, 2, 5, 8, 10]
+    registered = fusion_jobs.registry.get_task(high.module_path)
+    from dataclasses import replace
+
+    message = _message(
+        replace(registered, priority=high.priority), "00000000-0000-4000-8000-000000000002", {}
+    )
+    assert message.options["broker_priority"] == 10
+    settings.FUSION_JOBS_MAX_PRIORITY = 0
+    assert "broker_priority" not in _message(registered, "00000000-0000-4000-8000-000000000003", {}).options

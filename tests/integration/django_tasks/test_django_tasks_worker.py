@@ -165,3 +165,51 @@ def test_positional_arguments_on_the_worker(broker_settings, worker):
     assert done.status == TaskResultStatus.SUCCESSFUL, done.errors
     assert done.return_value["pid"] != os.getpid()
     assert (done.return_value["rest"], done.return_value["extra"]) == ([3], {"d": 5})
+
+
+@pytest.fixture
+def priority_vhost(settings):
+    """A vhost of its own: its queues are declared with x-max-priority from the start."""
+    import subprocess
+
+    from fusion_jobs.backends.broker import reset_broker
+    from tests.conftest import BROKER_URL
+
+    vhost = "fj_django_tasks_priority"
+    subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    url = BROKER_URL.rsplit("/", 1)[0] + "/" + vhost
+    settings.FUSION_JOBS_BROKER_URL = url
+    settings.FUSION_JOBS_MAX_PRIORITY = 10
+    reset_broker()
+    yield url
+    reset_broker()
+    subprocess.run(["rabbitmqctl", "delete_vhost", vhost], check=True, capture_output=True, timeout=60)
+
+
+def test_priority_orders_a_loaded_queue(priority_vhost, make_worker):
+    worker = make_worker(
+        threads=1,
+        queues=("default",),
+        env={"FUSION_JOBS_WORKER_BROKER_URL": priority_vhost, "FUSION_JOBS_MAX_PRIORITY": "10"},
+    )
+    blocker = t.slow.enqueue("prio-blocker", 3)
+    wait_for(lambda: Marker.objects.filter(label="prio-blocker:start").exists(), what="the blocker")
+    # The one worker thread is busy: everything below waits in the queue, low priority first.
+    low = [t.record.using(priority=-50).enqueue(f"prio-low-{i}") for i in range(5)]
+    high = [t.record.using(priority=50).enqueue(f"prio-high-{i}") for i in range(5)]
+    for result in [blocker, *low, *high]:
+        wait_for(lambda r=result: finished(t.record if r in low + high else t.slow, r.id), timeout=60)
+    order = list(
+        Marker.objects.filter(label__startswith="prio-")
+        .exclude(label__startswith="prio-blocker")
+        .order_by("id")
+        .values_list("label", flat=True)
+    )
+    assert order[:5] == [f"prio-high-{i}" for i in range(5)], (order, worker.output()[-2000:])
+    assert order[5:] == [f"prio-low-{i}" for i in range(5)]
