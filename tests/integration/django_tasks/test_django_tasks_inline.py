@@ -71,10 +71,10 @@ def test_the_backend_is_ours_and_says_what_it_supports():
     assert type(backend).__name__ == "FusionJobsBackend"
     assert backend.supports_get_result is True
     assert backend.supports_async_task is True
-    # Each flag is backed by behaviour: defer once the delayed start (enqueue_at) exists,
-    # priority not yet (validate_task rejects a priority rather than ignoring it).
+    # Each flag is backed by behaviour: defer by the delayed start (enqueue_at), priority by
+    # RabbitMQ priority queues (FUSION_JOBS_MAX_PRIORITY; refused without, never ignored).
     assert backend.supports_defer is hasattr(api, "enqueue_at")
-    assert backend.supports_priority is False
+    assert backend.supports_priority is True
 
 
 def test_inline_success_is_recorded_and_read_back():
