@@ -189,7 +189,7 @@ def supervise(argv: list[str], env: dict[str, str], stdout: Output) -> int:
     The processes are independent: one that dies (killed, out of memory, ended by the hard time
     limit) is restarted alone, with a backoff that grows while it keeps dying, and the others
     keep consuming. Each dies with this supervisor (see :mod:`fusion_jobs.worker_process`).
-    SIGTERM and SIGINT stop them gracefully; SIGHUP restarts them one by one. The database and
+    SIGTERM and SIGINT stop them gracefully; SIGHUP restarts them all (gracefully). The database and
     the broker are checked first: a refused broker login exits 3 at once; a database that is
     down or not migrated, or a broker that is unreachable, is waited for.
     """
@@ -231,13 +231,12 @@ def supervise(argv: list[str], env: dict[str, str], stdout: Output) -> int:
                     result = code
                     on_signal(signal.SIGTERM, None)
                     break
-                if slot.reload:
-                    slot.backoff, slot.reload = 0.0, False
-                elif now - slot.started > _HEALTHY_SECONDS or code == HARD_LIMIT_EXIT:
+                reloading, slot.reload = slot.reload, False
+                if reloading or now - slot.started > _HEALTHY_SECONDS or code == HARD_LIMIT_EXIT:
                     slot.backoff = 0.0
                 else:
                     slot.backoff = min(max(slot.backoff * 2, 1.0), _MAX_BACKOFF)
-                if not slot.reload:
+                if not reloading:
                     others = sum(1 for s in slots if s.alive())
                     stdout.write(
                         f"fusion-jobs worker: worker process {slot.proc.pid} exited ({_describe_exit(code, HARD_LIMIT_EXIT)}); "

@@ -145,7 +145,9 @@ def test_one_dead_worker_process_leaves_the_others_consuming(broker_settings, ma
     assert JobRun.objects.get(pk=long.run_id).status == "running"
     assert "restarting in" in proc.output()
     # The survivor was never interrupted; and nothing is left running for the next test's workers.
-    wait_for(lambda: JobRun.objects.get(pk=long.run_id).status == "succeeded", timeout=30, what="the long run")
+    wait_for(
+        lambda: JobRun.objects.get(pk=long.run_id).status == "succeeded", timeout=30, what="the long run"
+    )
 
 
 def test_a_wrong_broker_password_fails_fast_with_one_line(test_db_name):
@@ -216,3 +218,20 @@ def test_database_not_migrated_says_run_migrate(command, empty_database):
     lines = [line for line in out.splitlines() if "manage.py migrate" in line]
     assert lines, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
+
+
+@pytest.mark.slow
+def test_sighup_replaces_the_worker_processes_and_the_supervisor_stays(make_worker, crash_queue):
+    proc = make_worker(processes=2, threads=1, queues=("fj-crash",))
+    before = set(proc.child_pids())
+    assert len(before) == 2
+    os.kill(proc.proc.pid, signal.SIGHUP)
+    wait_for(
+        lambda: len(set(proc.child_pids()) - before) == 2 and proc.output().count("ready for action") >= 4,
+        timeout=40,
+        what="two new worker processes",
+    )
+    assert proc.proc.poll() is None
+    assert not any(alive(pid) for pid in before)
+    wait_for(lambda: consumers("fj-crash") == 2, what="2 consumers after the reload")
+    assert "exited (" not in proc.output()  # a requested restart is not reported as a death
