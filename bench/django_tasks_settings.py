@@ -9,7 +9,7 @@ INSTALLED_APPS = [*INSTALLED_APPS, "django_tasks_db", "bench.dtapp"]
 TASKS = {
     "default": {
         "BACKEND": "fusion_jobs.backends.django_tasks.FusionJobsBackend",
-        "QUEUES": ["bench_dt"],
+        "QUEUES": ["default", "bench_dt"],
     },
     "db": {"BACKEND": "django_tasks_db.backend.DatabaseBackend"},
 }
