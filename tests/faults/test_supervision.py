@@ -138,6 +138,7 @@ def test_one_dead_worker_process_leaves_the_others_consuming(broker_settings, ma
     short = fusion_jobs.enqueue("t-crashable", label="short", seconds=0)
     wait_for(lambda: marker_pid("short:end"), timeout=25, what="the short run to finish")
     waited = time.monotonic() - started
+    print(f"short run finished {waited:.1f} s after the kill")
     assert not Marker.objects.filter(label="long:end").exists(), (
         f"the short run waited for the long task to end ({waited:.0f} s):\n{proc.output()[-3000:]}"
     )
