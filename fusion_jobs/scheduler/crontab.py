@@ -181,7 +181,14 @@ class CronExpression:
         return (in_month or in_week) if self.day_or else (in_month and in_week)
 
     def next_wall(self, start: datetime) -> datetime | None:
-        """The first matching wall-clock minute at or after naive ``start``, or None within 400 years."""
+        """The first matching wall-clock minute at or after naive ``start``, or None within 400 years
+        (or before the end of year 9999, the last one ``datetime`` holds)."""
+        try:
+            return self._next_wall(start)
+        except (OverflowError, ValueError):  # stepped past 9999-12-31 23:59
+            return None
+
+    def _next_wall(self, start: datetime) -> datetime | None:
         if start.second or start.microsecond:
             start = start.replace(second=0, microsecond=0) + _MINUTE
         current = start
@@ -213,7 +220,14 @@ class CronExpression:
         return None
 
     def previous_wall(self, start: datetime) -> datetime | None:
-        """The last matching wall-clock minute at or before naive ``start``, or None within 400 years."""
+        """The last matching wall-clock minute at or before naive ``start``, or None within 400 years
+        (or after the start of year 1)."""
+        try:
+            return self._previous_wall(start)
+        except (OverflowError, ValueError):  # stepped before 0001-01-01 00:00
+            return None
+
+    def _previous_wall(self, start: datetime) -> datetime | None:
         current = start.replace(second=0, microsecond=0)
         limit = start.year - SEARCH_YEARS
         months, hours, minutes = self.months, self.hours, self.minutes
@@ -275,6 +289,9 @@ def get_zone(name: object) -> ZoneInfo:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The UTC days whose offsets can be looked up: a day's margin from datetime's ends, for any zone's offset.
+_FIRST_DAY = (datetime(1, 1, 2, tzinfo=UTC) - _EPOCH).days
+_LAST_DAY = (datetime(9999, 12, 30, tzinfo=UTC) - _EPOCH).days
 
 
 @lru_cache(maxsize=1 << 16)
@@ -291,7 +308,8 @@ def _day_offsets(zone: ZoneInfo, day: int) -> tuple[timedelta, timedelta]:
 
 @lru_cache(maxsize=1 << 16)
 def _window_offsets(zone: ZoneInfo, day: int) -> tuple[timedelta, timedelta]:
-    spans = [_day_offsets(zone, day + delta) for delta in (-2, -1, 0, 1, 2)]
+    days = [day + delta for delta in (-2, -1, 0, 1, 2)]
+    spans = [_day_offsets(zone, near) for near in days if _FIRST_DAY <= near <= _LAST_DAY]
     return min(low for low, _ in spans), max(high for _, high in spans)
 
 
@@ -316,8 +334,11 @@ class ZonedCron:
 
     def instants(self, wall: datetime) -> list[datetime]:
         """The UTC ticks for matching wall time ``wall``: none, one, or (repeated hour) two."""
-        first = wall.replace(tzinfo=self.zone).astimezone(UTC)  # fold=0: the offset before a change
-        second = wall.replace(tzinfo=self.zone, fold=1).astimezone(UTC)
+        try:
+            first = wall.replace(tzinfo=self.zone).astimezone(UTC)  # fold=0: the offset before a change
+            second = wall.replace(tzinfo=self.zone, fold=1).astimezone(UTC)
+        except OverflowError:  # a wall time whose instant falls outside years 1-9999
+            return []
         if first == second:
             return [first]
         if first < second:  # happens twice (fall back)
@@ -331,7 +352,13 @@ class ZonedCron:
 
     def next_after(self, moment: datetime) -> datetime | None:
         """The first tick strictly after ``moment`` (aware), as UTC; None if there is none."""
-        moment = _aware(moment).astimezone(UTC)
+        moment = _aware(moment)
+        try:
+            return self._next_after(moment.astimezone(UTC))
+        except OverflowError:  # within a day of 9999-12-31: no tick there is representable
+            return None
+
+    def _next_after(self, moment: datetime) -> datetime | None:
         wall_now, offset = self._local(moment)
         low, _ = _offset_span(self.zone, moment)
         # A wall time before the local "now" can still lie ahead after a clock jump forward
@@ -353,11 +380,18 @@ class ZonedCron:
 
     def next_at_or_after(self, moment: datetime) -> datetime | None:
         """The first tick at or after ``moment``."""
-        return self.next_after(_aware(moment) - _TINY)
+        moment = _aware(moment)
+        return self.next_after(moment - _TINY if moment.replace(tzinfo=None) > datetime.min else moment)
 
     def latest_at_or_before(self, moment: datetime) -> datetime | None:
         """The last tick at or before ``moment`` (aware), as UTC; None if there is none."""
-        moment = _aware(moment).astimezone(UTC)
+        moment = _aware(moment)
+        try:
+            return self._latest_at_or_before(moment.astimezone(UTC))
+        except OverflowError:  # within a day of 0001-01-01: no tick there is representable
+            return None
+
+    def _latest_at_or_before(self, moment: datetime) -> datetime | None:
         wall_now, offset = self._local(moment)
         _, high = _offset_span(self.zone, moment)
         wall = self.cron.previous_wall(wall_now + (high - offset))
@@ -376,7 +410,10 @@ class ZonedCron:
 
     def previous_before(self, moment: datetime) -> datetime | None:
         """The last tick strictly before ``moment``."""
-        return self.latest_at_or_before(_aware(moment) - _TINY)
+        moment = _aware(moment)
+        if moment.replace(tzinfo=None) == datetime.min:
+            return None
+        return self.latest_at_or_before(moment - _TINY)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -390,8 +427,9 @@ def next_fire_times(
 ) -> list[datetime]:
     """The next ``count`` ticks of ``expr`` strictly after ``after`` (default: now), in ``timezone``.
 
-    Aware datetimes in the schedule's zone (compare or convert them freely). CronError on a bad
-    expression, an unknown zone or a naive ``after``.
+    Aware datetimes in the schedule's zone (compare or convert them freely); fewer than ``count``
+    when datetime's range ends first (year 9999). CronError on a bad expression, an unknown zone or a
+    naive ``after``.
     """
     cron = ZonedCron(expr, timezone)
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 10_000:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -60,3 +60,46 @@ def test_bad_input_raises_cron_error(kwargs, message):
 
 def test_exported_from_the_package():
     assert "next_fire_times" in fusion_jobs.__all__
+
+
+@pytest.mark.parametrize(
+    ("expr", "zone", "after", "expected"),
+    [
+        ("0 0 29 2 *", "UTC", datetime(9990, 1, 1, tzinfo=UTC), ["9992-02-29", "9996-02-29"]),
+        ("0 0 1 1 *", "UTC", datetime(9999, 1, 1, tzinfo=UTC), []),
+        ("0 0 1 1 *", "UTC", datetime(9999, 12, 31, 23, 59, tzinfo=UTC), []),
+        ("* * * * *", "UTC", datetime(9999, 12, 31, 23, 59, tzinfo=UTC), None),
+        ("0 0 31 * *", "Etc/GMT+12", datetime(9999, 12, 30, tzinfo=UTC), None),
+        (
+            "* * * * *",
+            "Pacific/Kiritimati",
+            datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5))),
+            None,
+        ),
+        ("0 0 1 1 *", "Etc/GMT-12", datetime(1, 1, 1, tzinfo=UTC), ["0002-01-01", "0003-01-01"]),
+    ],
+)
+def test_the_ends_of_datetimes_range_give_the_ticks_that_fit_never_a_datetime_error(
+    expr, zone, after, expected
+):
+    """A preview ``after`` year 9999 (or at year 1) must not escape as OverflowError/ValueError: past the
+    last representable instant there are no ticks."""
+    ticks = fusion_jobs.next_fire_times(expr, timezone=zone, after=after, count=5)
+    assert all(tick > after for tick in ticks)
+    if expected is not None:
+        assert [tick.date().isoformat() for tick in ticks][: len(expected)] == expected
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [datetime(1, 1, 1, 0, 30, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, tzinfo=UTC)],
+)
+def test_previous_ticks_at_the_ends_of_datetimes_range_are_none_or_a_tick(moment):
+    from fusion_jobs.scheduler.crontab import ZonedCron
+
+    for zone in ("UTC", "Etc/GMT+12", "Etc/GMT-14"):
+        cron = ZonedCron("0 0 1 1 *", zone)
+        previous = cron.previous_before(moment)
+        assert previous is None or previous < moment
+        following = cron.next_after(moment)
+        assert following is None or following > moment
