@@ -42,6 +42,7 @@ MISFIRE_POLICIES = ("latest", "all", "skip")
 # CronOrigin's values (fusion_jobs.models is not importable before Django's apps are ready).
 DECLARED, RUNTIME = "declared", "runtime"
 INPUT_MAX_BYTES = 256 * 1024
+EXPRESSION_MAX_CHARS = 120  # CronSchedule.expression's column
 
 _declared: set[str] = set()
 _declared_lock = threading.Lock()
@@ -118,6 +119,11 @@ def ensure_cron(
     from .triggers import normalise_expression
 
     expression = normalise_expression(expr)
+    if len(expression) > EXPRESSION_MAX_CHARS:
+        raise CronError(
+            f"cron {name!r}: expression {expression!r} is {len(expression)} characters, at most "
+            f"{EXPRESSION_MAX_CHARS} characters are stored (use ranges and steps, e.g. '*/5')"
+        )
     trigger = cron_trigger(expression, timezone)
     now = dj_timezone.now()
     first = trigger.next_at_or_after(now)
@@ -128,7 +134,7 @@ def ensure_cron(
     wanted = {
         "task_name": task_obj.name,
         "expression": expression,
-        "timezone": timezone,
+        "timezone": trigger.timezone_name,  # a ZoneInfo is stored (and compared) by its name
         "input": payload,
         "misfire": misfire,
         "max_lateness": float(max_lateness) if max_lateness is not None else None,

@@ -87,6 +87,29 @@ def test_a_bad_expression_raises_at_the_call(expr, tz, message):
     assert not CronSchedule.objects.exists()
 
 
+def test_a_valid_expression_longer_than_its_column_is_a_cron_error_not_a_database_error():
+    every_minute_listed = ",".join(str(minute) for minute in range(60)) + " * * * *"
+    assert len(every_minute_listed) > 120  # CronSchedule.expression's max_length
+    with pytest.raises(CronError, match="at most 120 characters"):
+        fusion_jobs.ensure_cron("t-cron-record", "t-cron-long", every_minute_listed, {"label": "x"})
+    assert not CronSchedule.objects.exists()
+
+
+def test_a_zoneinfo_timezone_is_stored_by_name_and_a_redeclaration_keeps_the_next_fire():
+    from zoneinfo import ZoneInfo
+
+    fusion_jobs.ensure_cron(
+        "t-cron-record", "t-cron-zone", "0 * * * *", {"label": "z"}, timezone=ZoneInfo("Europe/Berlin")
+    )
+    overdue = timezone.now() - timedelta(hours=3)
+    CronSchedule.objects.filter(name="t-cron-zone").update(next_fire_at=overdue)
+    fusion_jobs.ensure_cron(
+        "t-cron-record", "t-cron-zone", "0 * * * *", {"label": "z"}, timezone=ZoneInfo("Europe/Berlin")
+    )
+    row = CronSchedule.objects.get(name="t-cron-zone")
+    assert (row.timezone, row.next_fire_at) == ("Europe/Berlin", overdue)
+
+
 def test_an_unknown_task_raises_at_the_call():
     with pytest.raises(UnknownTaskError, match=r"t-cron-recrod.*did you mean 't-cron-record'"):
         fusion_jobs.ensure_cron("t-cron-recrod", "t-cron-typo", "* * * * *", {"label": "x"})
