@@ -13,6 +13,7 @@ retries and timeouts, or inline with the same recording when no broker is config
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import sys
@@ -133,6 +134,7 @@ _PENDING_LIMIT = 10_000
 _django_tasks: dict[str, Any] = {}
 
 
+@functools.lru_cache(maxsize=4096)
 def _call_signature(func: Any, takes_context: bool) -> inspect.Signature:
     """The function's signature as callers see it: without the ``context`` a context task takes."""
     signature = inspect.signature(func)
