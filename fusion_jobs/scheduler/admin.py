@@ -137,6 +137,24 @@ def fires_html(ticks: list[Any], zone: str) -> SafeString:
     )
 
 
+class InputField(forms.JSONField):
+    """Django's JSONField lets a deeply nested document's RecursionError out as a server error."""
+
+    too_deep = "The JSON is nested too deeply."
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise forms.ValidationError(self.too_deep, code="invalid") from None
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:  # the invalid form shows the text as typed
+            return forms.fields.InvalidJSONInput(data)
+
+
 def _task_choices() -> list[tuple[str, str]]:
     return [(name, name) for name in sorted(all_tasks())]
 
@@ -152,7 +170,7 @@ class RuntimeScheduleForm(forms.ModelForm):
     )
     timezone = forms.CharField(max_length=64, initial="UTC", help_text="An IANA zone, e.g. Europe/Berlin.")
     misfire = forms.ChoiceField(choices=MisfirePolicy.choices, initial=MisfirePolicy.LATEST)
-    input = forms.JSONField(
+    input = InputField(
         required=False,
         initial=dict,
         help_text="The task's keyword arguments, a JSON object, checked against its signature.",

@@ -221,6 +221,7 @@ def test_a_runtime_schedule_is_added_from_the_admin_through_ensure_cron_s_checks
         ({"input": "{}"}, "input", "label"),
         ({"input": '{"label": "x", "colour": 1}'}, "input", "colour"),
         ({"input": "[1, 2]"}, "input", "must be a dict"),
+        ({"input": '{"label": ' + "[" * 100_000 + "]" * 100_000 + "}"}, "input", "nested too deeply"),
         ({"task_name": "no-such-task"}, "task_name", "no-such-task"),
         ({"max_lateness": "-5"}, "max_lateness", "positive"),
     ],
