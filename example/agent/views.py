@@ -26,10 +26,12 @@ def digest_settings(request: HttpRequest) -> HttpResponse:
         clear_user_digest(request.user)
         messages.success(request, "Your briefing is back to the shared 07:30 one.")
         return redirect("agent:digest")
-    initial = {}
+    initial: dict[str, object] = {}
     if schedule is not None:
+        initial = {"timezone": schedule.timezone}
         minute, hour = schedule.expression.split()[:2]
-        initial = {"at": time(int(hour), int(minute)), "timezone": schedule.timezone}
+        if minute.isdigit() and hour.isdigit():  # else edited in the admin: the page shows the expression
+            initial["at"] = time(int(hour), int(minute))
     form = DigestTimeForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         at, zone = form.cleaned_data["at"], form.cleaned_data["timezone"]

@@ -47,6 +47,24 @@ def test_a_user_sets_their_time_and_zone_and_gets_a_runtime_schedule(make_user) 
     assert not CronSchedule.objects.filter(name=f"agent-digest-user-{ada.pk}").exists()
 
 
+def test_the_next_briefings_are_shown_in_the_users_zone_and_an_admin_edit_does_not_break_the_page(
+    make_user,
+) -> None:
+    ada = make_user("ada")
+    client = Client()
+    client.force_login(ada)
+    client.post(URL, {"at": "02:30", "timezone": "Europe/Berlin"})
+    page = client.get(URL).content.decode()
+    nxt = page.split("Next: ", 1)[1].split("</p>", 1)[0]
+    # The project's TIME_ZONE is UTC: 02:30 in Berlin is 01:30 or 00:30 UTC, not what the user chose.
+    assert nxt.count(" 02:30") == 3, nxt
+    # A runtime schedule can be edited in the admin to any expression; the user's page still opens.
+    CronSchedule.objects.filter(name=f"agent-digest-user-{ada.pk}").update(expression="*/30 6-9 * * 1-5")
+    response = client.get(URL)
+    assert response.status_code == 200
+    assert "*/30 6-9 * * 1-5" in response.content.decode()
+
+
 def test_the_page_needs_a_login() -> None:
     response = Client().get(URL)
     assert response.status_code == 302 and "login" in response["Location"]
