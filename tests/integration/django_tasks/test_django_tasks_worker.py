@@ -213,3 +213,15 @@ def test_priority_orders_a_loaded_queue(priority_vhost, make_worker):
     )
     assert order[:5] == [f"prio-high-{i}" for i in range(5)], (order, worker.output()[-2000:])
     assert order[5:] == [f"prio-low-{i}" for i in range(5)]
+
+
+def test_admin_retry_of_a_django_task_run(broker_settings, worker):
+    from fusion_jobs.api import retry_run
+
+    failed = t.fail.enqueue("dt-retry-me")
+    wait_for(lambda: finished(t.fail, failed.id))
+    again = retry_run(failed.id, requested_by="admin")
+    done = wait_for(lambda: finished(t.fail, again.run_id))
+    assert done.status == TaskResultStatus.FAILED  # it fails again, but it ran again, as a Django task
+    assert Marker.objects.filter(label="dt-retry-me").count() == 2
+    assert JobRun.objects.get(pk=again.run_id).retry_of_id is not None
