@@ -139,7 +139,8 @@ STATICFILES_DIRS = [BASE_DIR / "example" / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"  # not the admin's: it turns away users who are not staff
+LOGIN_REDIRECT_URL = LOGOUT_REDIRECT_URL = "home"
 
 # fusion-jobs: empty broker URL means jobs run inline (read from the environment).
 FUSION_JOBS_BROKER_URL = os.environ.get("FUSION_JOBS_BROKER_URL", "")

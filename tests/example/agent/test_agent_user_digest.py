@@ -65,6 +65,20 @@ def test_the_next_briefings_are_shown_in_the_users_zone_and_an_admin_edit_does_n
     assert "*/30 6-9 * * 1-5" in response.content.decode()
 
 
+def test_a_user_who_is_not_staff_logs_in_and_finds_their_briefing_page(make_user) -> None:
+    """Every user of the example has a briefing; the admin's login page turns away all but staff."""
+    make_user("ada", password="a-long-pass-phrase")
+    client = Client()
+    login = client.get(URL, follow=True)
+    assert login.status_code == 200 and 'name="password"' in login.content.decode()
+    response = client.post(
+        login.redirect_chain[-1][0], {"username": "ada", "password": "a-long-pass-phrase"}, follow=True
+    )
+    assert response.redirect_chain[-1][0] == URL
+    assert "Your daily briefing" in response.content.decode()
+    assert f'href="{URL}"' in client.get("/").content.decode()  # a page links to it
+
+
 def test_the_page_needs_a_login() -> None:
     response = Client().get(URL)
     assert response.status_code == 302 and "login" in response["Location"]

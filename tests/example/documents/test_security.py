@@ -188,7 +188,7 @@ def test_reading_a_long_pdf_does_not_hold_pdfium_for_the_whole_document(
 def test_anonymous_uploads_are_sent_to_the_login_page(client: Client, text_pdf: bytes) -> None:
     response = upload(client, text_pdf, "anonymous.pdf")
 
-    assert response.status_code == 302 and reverse("admin:login") in response["Location"]
+    assert response.status_code == 302 and reverse("login") in response["Location"]
     assert not Document.objects.exists()
     assert not JobRun.objects.exists()
 

@@ -44,7 +44,7 @@ def test_anonymous_visitors_cannot_start_jobs(client: Client) -> None:
     as_form = client.post("/sandbox/jobs/enqueue/", {"task": "demo-count"})
 
     assert as_json.status_code == 403 and as_json.json() == {"error": "log in to start a demo job"}
-    assert as_form.status_code == 302 and as_form["Location"].startswith("/admin/login/")
+    assert as_form.status_code == 302 and as_form["Location"].startswith("/accounts/login/")
     assert not JobRun.objects.exists()
     page = client.get("/sandbox/jobs/").content.decode()
     assert 'id="demo-form"' not in page and "to start a demo job and see your runs" in page
