@@ -171,7 +171,7 @@ class _Slot:
                 self.proc.send_signal(signum)
 
 
-def _describe_exit(code: int, hard_limit_exit: int) -> str:
+def _describe_exit(code: int, hard_limit_exit: int, thread_died_exit: int) -> str:
     if code < 0:
         try:
             name = signal.Signals(-code).name
@@ -180,6 +180,8 @@ def _describe_exit(code: int, hard_limit_exit: int) -> str:
         return f"killed by {name}" + (" (out of memory?)" if -code == signal.SIGKILL else "")
     if code == hard_limit_exit:
         return "ended by the hard time limit"
+    if code == thread_died_exit:
+        return "a worker thread died (its run was recorded failed)"
     return f"exit code {code}"
 
 
@@ -193,7 +195,10 @@ def supervise(argv: list[str], env: dict[str, str], stdout: Output) -> int:
     the broker are checked first: a refused broker login exits 3 at once; a database that is
     down or not migrated, or a broker that is unreachable, is waited for.
     """
-    from .middleware.hard_limit import HARD_LIMIT_EXIT  # Dramatiq is loaded only with jobs enabled
+    from .middleware.hard_limit import (  # Dramatiq is loaded only with jobs enabled
+        HARD_LIMIT_EXIT,
+        THREAD_DIED_EXIT,
+    )
 
     stop = threading.Event()
     slots = [_Slot() for _ in range(max(1, int(env.get("FUSION_JOBS_PROCESSES") or 1)))]
@@ -239,7 +244,7 @@ def supervise(argv: list[str], env: dict[str, str], stdout: Output) -> int:
                 if not reloading:
                     others = sum(1 for s in slots if s.alive())
                     stdout.write(
-                        f"fusion-jobs worker: worker process {slot.proc.pid} exited ({_describe_exit(code, HARD_LIMIT_EXIT)}); "
+                        f"fusion-jobs worker: worker process {slot.proc.pid} exited ({_describe_exit(code, HARD_LIMIT_EXIT, THREAD_DIED_EXIT)}); "
                         f"restarting in {slot.backoff:.0f} s; the other {others} keep consuming\n"
                     )
                     stdout.flush()

@@ -199,10 +199,7 @@ def _run_task(task_obj: Task) -> Any:
     def run(**kwargs: Any) -> None:
         from ..context import current
 
-        try:
-            task_obj.check_arguments(kwargs)
-        except TypeError as exc:
-            raise TaskArgumentsError(f"{task_obj.name}: {exc}") from None
+        task_obj.check_arguments(kwargs)  # TaskArgumentsError names the task: not retried
         result = task_obj.fn(**kwargs)
         ctx = current()
         if ctx is not None:

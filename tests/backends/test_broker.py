@@ -79,6 +79,7 @@ def test_wrong_arguments_fail_without_retries(broker_settings, worker):
     assert run.status == "failed"
     assert run.attempts == 1
     assert "TaskArgumentsError" in run.error and "failures" in run.error
+    assert "t-fail-then-pass: t-fail-then-pass" not in run.error  # the task is named once
 
 
 def test_rollback_publishes_nothing(broker_settings, worker):

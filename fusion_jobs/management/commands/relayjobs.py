@@ -14,7 +14,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="relay what is waiting now, then exit")
-        parser.add_argument("--interval", type=float, default=5.0, help="seconds between polls")
+        parser.add_argument(
+            "--interval",
+            type=float,
+            default=1.0,
+            help="seconds between polls (due retries and delayed starts go out within about this)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         reason = disabled_reason()
