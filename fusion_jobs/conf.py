@@ -175,7 +175,11 @@ SETTINGS: dict[str, Setting] = {
         choices=("inline", "raise", "outbox"),
         check_id="fusion_jobs.E003",
     ),
-    "INLINE_RAISE": Setting(False, bool, "Re-raise a task's exception from an inline `enqueue()` called outside a transaction (inside one, the run records it)."),
+    "INLINE_RAISE": Setting(
+        False,
+        bool,
+        "Re-raise a task's exception from an inline `enqueue()` called outside a transaction (inside one, the run records it).",
+    ),
     "MAX_PAYLOAD_BYTES": Setting(
         256 * 1024,
         int,
