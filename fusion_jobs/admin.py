@@ -42,7 +42,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from .api import RunHandle, get_jobs_status, is_jobs_enabled, retry_run
-from .exceptions import UnknownTaskError
+from .exceptions import PayloadError, TaskArgumentsError, UnknownTaskError
 from .models import TERMINAL_STATUSES, JobRun, JobsDashboard, RunStatus
 from .recording import cancel as cancel_runs_by_id
 from .recording import db_alias
@@ -293,6 +293,7 @@ class ActionPlan:
 class RetryOutcome:
     handles: list[RunHandle] = field(default_factory=list)
     unknown: int = 0
+    refused: int = 0
     unpublished: int = 0
     not_tried: int = 0
 
@@ -652,6 +653,8 @@ class JobRunAdmin(ReadOnlyAdmin):
                         created.append(retry_run(run_id, requested_by=username))
                     except UnknownTaskError:
                         outcome.unknown += 1
+                    except (TaskArgumentsError, PayloadError):
+                        outcome.refused += 1
             outcome.handles.extend(created)
             if observable and created:
                 outcome.unpublished = (
@@ -697,6 +700,13 @@ class JobRunAdmin(ReadOnlyAdmin):
             self.message_user(
                 request,
                 f"{outcome.unknown} run(s) not retried: their task is no longer registered.",
+                messages.WARNING,
+            )
+        if outcome.refused:
+            self.message_user(
+                request,
+                f"{outcome.refused} run(s) not retried: their arguments no longer fit the task, or the run "
+                "was left by a rejected broker message.",
                 messages.WARNING,
             )
         if ineligible:

@@ -394,6 +394,7 @@ def _publish_or_fallback(
 def retry_run(run_id: str, *, requested_by: str) -> RunHandle:
     """Queue a new run with the same task and arguments, linked to the original (admin retry).
 
+    Raises ``UnknownTaskError``, ``TaskArgumentsError`` or ``PayloadError`` as ``enqueue()`` would.
     Always queued, never run inline: a retry asked for from a web request must not execute there.
     If publishing fails the run stays queued for the outbox relay.
     """
@@ -401,10 +402,12 @@ def retry_run(run_id: str, *, requested_by: str) -> RunHandle:
     from .recording import db_alias
 
     original = JobRun.objects.using(db_alias()).get(pk=run_id)
-    task_obj = get_task(original.task_name)
+    # Checked like a new enqueue: the task's signature may have changed since, and a row left by a
+    # rejected broker message holds a preview of that message, not arguments to run.
+    task_obj, payload = _checked(original.task_name, dict(original.kwargs))
     return _enqueue_validated(
         task_obj,
-        dict(original.kwargs),
+        payload,
         enqueued_by=f"admin retry by {requested_by}"[:200],
         retry_of=original,
         force_queue=True,

@@ -388,6 +388,27 @@ def test_retry_with_the_broker_down_stays_queued_and_stops_early(operator_client
     assert "sentinel-pw" not in notes
 
 
+@pytest.mark.django_db(transaction=True)
+def test_retry_refuses_arguments_that_no_longer_fit_and_rows_of_rejected_messages(operator_client, settings):
+    """A retry is checked like a new enqueue: nothing is written for a run it could never execute."""
+    settings.FUSION_JOBS_BROKER_URL = "amqp://guest:guest@127.0.0.1:1/"  # never reached: refused first
+    misfit = make_run(task_name="t-record", kwargs={"lable": "typo"}, status="failed")
+    rejected = make_run(
+        task_name="t-record",
+        kwargs={"body_preview": '{"message_id": "x"'},
+        status="failed",
+        enqueued_by="broker (malformed message)",
+    )
+    response = action_post(operator_client, "retry_runs", [misfit, rejected], post="yes")
+    assert response.status_code == 302
+    assert not JobRun.objects.filter(retry_of__isnull=False).exists()
+    notes = " ".join(messages_of(operator_client.get(response["Location"])))
+    assert "2 run(s) not retried: their arguments no longer fit the task" in notes
+    single = operator_client.post(run_url("retry", misfit))
+    assert single.status_code == 302 and single["Location"] == run_url("change", misfit)
+    assert JobRun.objects.count() == 2
+
+
 @pytest.mark.django_db
 def test_cancel_works_on_the_filtered_selection(operator_client):
     queued = [make_run(task_name="t-record", status="queued") for _ in range(3)]
