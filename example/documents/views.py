@@ -23,7 +23,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from example.core.ratelimit import Rate, hit
 from example.core.runs import no_worker_notice
 from fusion_jobs import get_jobs_status
-from fusion_jobs.models import JobRun
+from fusion_jobs.models import JobRun, RunMode, RunStatus
+from fusion_jobs.tasks import sweep_stuck
 
 from . import conf, retrieval
 from . import status as doc_status
@@ -153,6 +154,7 @@ def reprocess(request: HttpRequest, pk: int) -> HttpResponse:
     """Process the document again (e.g. after changing the embedder); refused while a run is on it."""
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
+    _sweep_if_held_by_an_inline_run(request, pk)
     with transaction.atomic():
         document = get_object_or_404(Document.objects.select_for_update(), pk=pk)
         if document.owner_id != request.user.pk and not request.user.is_staff:
@@ -166,6 +168,24 @@ def reprocess(request: HttpRequest, pk: int) -> HttpResponse:
         mark_pending(document)
         _kick_after_commit(request, document, "is being reprocessed")
     return redirect(document)
+
+
+def _sweep_if_held_by_an_inline_run(request: HttpRequest, pk: int) -> None:
+    """Run the stuck-run sweep now when the document's run is an inline one still ``running``.
+
+    With jobs inline (the example's default) ``runcrons`` fires nothing, so ``fusion-jobs-sweep-stuck``
+    never runs by itself: a web process killed mid-processing would leave the document "processing" and
+    Reprocess refusing it forever. The sweep applies its own rule (silent past the run's timeout plus
+    grace), so a live run is left alone; its receiver marks the document failed, and Reprocess goes on.
+    """
+    if get_jobs_status()["enabled"]:
+        return
+    document = Document.objects.filter(pk=pk).only("last_run_id", "owner_id").first()
+    if document is None or (document.owner_id != request.user.pk and not request.user.is_staff):
+        return
+    run = doc_status.run_of(document)
+    if run is not None and run.status == RunStatus.RUNNING and run.mode == RunMode.INLINE:
+        sweep_stuck()
 
 
 @require_GET

@@ -78,3 +78,53 @@ def test_an_untracked_document_is_mended_only_after_the_budget_and_grace(
     assert recover_stuck_documents(now=timezone.now() + timedelta(minutes=20)) == 1
     document.refresh_from_db()
     assert document.status == "failed"
+
+
+@pytest.mark.usefixtures("hashing")
+def test_with_jobs_inline_reprocess_recovers_a_document_whose_web_process_died(
+    make_document: Callable[..., Document],
+    text_pdf: bytes,
+    django_user_model: Any,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    """Inline (the example's default) ``runcrons`` fires nothing, so no sweep ever comes: Reprocess,
+    which refuses while the run is ``running``, must not refuse such a document forever."""
+    from django.test import Client
+
+    assert not fusion_jobs.is_jobs_enabled()
+    document = held_by_a_dead_process(make_document, text_pdf, mode="inline")
+    document.refresh_from_db()
+    dead_run = document.last_run_id
+    assert dead_run is not None
+    owner = django_user_model.objects.create_user("ada")
+    Document.objects.filter(pk=document.pk).update(owner=owner)
+    client = Client()
+    client.force_login(owner)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"/documents/{document.pk}/reprocess/")
+
+    document.refresh_from_db()
+    assert JobRun.objects.get(pk=dead_run).status == "failed"
+    assert document.last_run_id != dead_run and document.status == "ready", document.error
+
+
+def test_reprocess_leaves_a_live_inline_run_alone(
+    make_document: Callable[..., Document], text_pdf: bytes, django_user_model: Any
+) -> None:
+    from django.test import Client
+
+    document = make_document(text_pdf)
+    run = JobRun.objects.create(
+        task_name="process-chat-document", status="running", mode="inline", started_at=timezone.now()
+    )
+    owner = django_user_model.objects.create_user("ada")
+    Document.objects.filter(pk=document.pk).update(status="processing", last_run_id=run.pk, owner=owner)
+    client = Client()
+    client.force_login(owner)
+
+    client.post(f"/documents/{document.pk}/reprocess/")
+
+    document.refresh_from_db()
+    assert (document.status, document.last_run_id) == ("processing", run.pk)
+    assert JobRun.objects.get(pk=run.pk).status == "running"
