@@ -500,17 +500,22 @@ class CronScheduleAdmin(admin.ModelAdmin):
         from .triggers import CrontabTrigger
 
         now = timezone.now()
-        resumed = 0
+        resumed, refused = 0, []
         with transaction.atomic(using=db_alias()):
             selected = list(queryset.values_list("pk", flat=True))
             for schedule in CronSchedule.objects.select_for_update().filter(pk__in=selected, paused=True):
+                try:  # a row stored before a stricter parser, or edited by hand
+                    trigger = CrontabTrigger(schedule.expression, schedule.timezone)
+                except CronError as exc:
+                    refused.append(f"{schedule.name}: {exc}")
+                    continue
                 schedule.paused = False
-                schedule.next_fire_at = CrontabTrigger(
-                    schedule.expression, schedule.timezone
-                ).next_at_or_after(now)
+                schedule.next_fire_at = trigger.next_at_or_after(now)
                 schedule.save(update_fields=["paused", "next_fire_at", "updated_at"])
                 resumed += 1
         self.message_user(request, f"Resumed {resumed} schedule(s).", messages.SUCCESS)
+        for reason in refused:
+            self.message_user(request, f"Not resumed (fix its expression first): {reason}", messages.ERROR)
         return None
 
     @admin.action(description="Run selected schedules now (queued for a worker)", permissions=["run"])

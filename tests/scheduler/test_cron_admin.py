@@ -123,6 +123,21 @@ def test_pause_asks_first_then_pauses_and_resume_starts_from_the_next_tick(make_
 
 
 @pytest.mark.django_db
+def test_resuming_a_schedule_whose_stored_expression_no_longer_parses_says_so(make_client):
+    """Rows written before the strict parser (``* * * jan5 *`` was accepted) stay in the table."""
+    good = schedule("t-cron-good", paused=True)
+    bad = schedule("t-cron-old", paused=True, expression="* * * jan5 *")
+    client = make_client("op", "view_cronschedule", "pause_cronschedule")
+    response = act(client, "resume_schedules", [good, bad], confirm=True)
+    assert response.status_code == 200
+    shown = messages_of(response)
+    assert "Resumed 1 schedule(s)." in shown
+    assert any("t-cron-old" in message and "jan5" in message for message in shown), shown
+    assert CronSchedule.objects.get(pk=bad.pk).paused is True
+    assert CronSchedule.objects.get(pk=good.pk).paused is False
+
+
+@pytest.mark.django_db
 def test_run_now_is_refused_without_background_jobs(make_client):
     row = schedule()
     client = make_client("op", "view_cronschedule", "run_cronschedule")
