@@ -37,6 +37,7 @@ from django.db import IntegrityError, connections, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from ..exceptions import CronError
 from ..models import CronSchedule
 from ..recording import db_alias
 from .triggers import CrontabTrigger
@@ -120,6 +121,7 @@ class DjangoJobStore(BaseJobStore):
     def __init__(self, using: str | None = None) -> None:
         super().__init__()
         self.using = using
+        self._unloadable: dict[str, tuple[str, str]] = {}  # name -> the definition already reported
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -138,9 +140,18 @@ class DjangoJobStore(BaseJobStore):
         for schedule in queryset:
             try:
                 jobs.append(self._job(schedule))
-            except Exception:
-                # A row that no longer makes a job (edited by hand): skip it, never delete it.
-                logger.exception("cron schedule %r cannot be loaded; left as it is", schedule.name)
+            except Exception as exc:
+                # A row that no longer makes a job (edited by hand, or stored before the strict parser):
+                # skip it, never delete it; said once per definition, not at every poll.
+                definition = (schedule.expression, schedule.timezone)
+                if self._unloadable.get(schedule.name) != definition:
+                    self._unloadable[schedule.name] = definition
+                    logger.error(
+                        "cron schedule %r cannot be loaded; left as it is, not firing (fix or delete it): %s",
+                        schedule.name,
+                        exc,
+                        exc_info=not isinstance(exc, CronError),
+                    )
         return jobs
 
     # -- BaseJobStore ----------------------------------------------------------------------

@@ -264,3 +264,22 @@ def test_an_attribute_the_store_cannot_keep_is_refused_not_dropped(store, schedu
     else:
         store.update_job(job)
         assert getattr(store.lookup_job("t-cron-a"), attribute) == value
+
+
+def test_a_row_that_no_longer_loads_is_reported_once_not_at_every_poll(scheduler, caplog):
+    """A row written before the strict parser stays in the table; runcrons polls every few seconds."""
+    import logging
+
+    store = DjangoJobStore()
+    store.start(scheduler, "default")
+    store.add_job(make_job(scheduler, "t-cron-a", T0))
+    store.add_job(make_job(scheduler, "t-cron-old", T0))
+    CronSchedule.objects.filter(name="t-cron-old").update(expression="* * * jan5 *")
+    with caplog.at_level(logging.ERROR, logger="fusion_jobs.crons"):
+        for _ in range(3):
+            assert [job.id for job in store.get_due_jobs(T0)] == ["t-cron-a"]
+        reported = [r for r in caplog.records if "t-cron-old" in r.getMessage()]
+        assert len(reported) == 1 and "jan5" in reported[0].getMessage()
+        CronSchedule.objects.filter(name="t-cron-old").update(expression="* * * feb- *")  # broken anew
+        store.get_due_jobs(T0)
+        assert len([r for r in caplog.records if "t-cron-old" in r.getMessage()]) == 2
