@@ -7,9 +7,11 @@ from zoneinfo import available_timezones
 
 from django import forms
 
+from fusion_jobs.scheduler.crontab import HOST_ZONES
+
 
 def _zones() -> list[tuple[str, str]]:
-    return [(zone, zone) for zone in sorted(available_timezones())]
+    return [(zone, zone) for zone in sorted(available_timezones() - HOST_ZONES)]
 
 
 class DigestTimeForm(forms.Form):

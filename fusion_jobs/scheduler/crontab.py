@@ -274,10 +274,19 @@ def parse(expr: str) -> CronExpression:
     return _parse_text(_expand(expr))
 
 
+#: Files of the zoneinfo tree that are a host's setting, not a place: every host would read a schedule
+#: in its own zone (the web process's preview in one, each ``runcrons`` in another).
+HOST_ZONES = frozenset({"localtime", "posixrules"})
+
+
 def get_zone(name: object) -> ZoneInfo:
     """The IANA zone ``name``; CronError if unknown."""
     if isinstance(name, ZoneInfo):
         return name
+    if name in HOST_ZONES:
+        raise CronError(
+            f"timezone {name!r} is the host's own zone, not a place: use an IANA name such as 'UTC'"
+        )
     try:
         if not isinstance(name, str) or not name:
             raise ValueError(name)

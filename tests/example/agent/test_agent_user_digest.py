@@ -79,6 +79,16 @@ def test_a_user_who_is_not_staff_logs_in_and_finds_their_briefing_page(make_user
     assert f'href="{URL}"' in client.get("/").content.decode()  # a page links to it
 
 
+def test_the_zone_choices_are_places_not_the_hosts_setting(make_user) -> None:
+    ada = make_user("ada")
+    client = Client()
+    client.force_login(ada)
+    page = client.get(URL).content.decode()
+    assert '<option value="Europe/Berlin">' in page and '<option value="localtime">' not in page
+    response = client.post(URL, {"at": "06:45", "timezone": "localtime"})
+    assert response.status_code == 200 and "not one of the available choices" in response.content.decode()
+
+
 def test_the_page_needs_a_login() -> None:
     response = Client().get(URL)
     assert response.status_code == 302 and "login" in response["Location"]
