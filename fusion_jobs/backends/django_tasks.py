@@ -67,8 +67,6 @@ task_enqueued: Any = _signals.task_enqueued
 task_started: Any = _signals.task_started
 task_finished: Any = _signals.task_finished
 normalize_json: Any = _json.normalize_json
-# The delayed start held in PostgreSQL (fusion_jobs.enqueue_at) that run_after maps onto.
-_enqueue_at: Any = getattr(api, "enqueue_at", None)
 
 #: How each run status reads in the framework (README: "Django's Tasks framework").
 STATUS_MAP: dict[str, str] = {
@@ -367,7 +365,7 @@ class FusionJobsBackend(BaseTaskBackend):
     """Django Tasks backend on fusion-jobs: Dramatiq + RabbitMQ, run history in PostgreSQL."""
 
     task_class = FusionTask
-    supports_defer = _enqueue_at is not None
+    supports_defer = True  # run_after is the delayed start held in PostgreSQL (enqueue_at)
     supports_async_task = True
     supports_get_result = True
     supports_priority = True  # with FUSION_JOBS_MAX_PRIORITY set; refused, not ignored, without
@@ -486,7 +484,7 @@ class FusionJobsBackend(BaseTaskBackend):
         token = _running_inline.set(True)
         try:
             if task.run_after is not None:
-                handle = _enqueue_at(task.run_after, fusion, **payload)
+                handle = api.enqueue_at(task.run_after, fusion, **payload)
             else:
                 handle = api.enqueue(fusion, **payload)
         finally:

@@ -14,7 +14,6 @@ from asgiref.sync import async_to_sync
 from django.db import transaction
 
 import fusion_jobs
-from fusion_jobs import api
 from fusion_jobs.backends import django_tasks as backend_module
 from fusion_jobs.backends.django_tasks import (
     FRAMEWORK,
@@ -73,7 +72,7 @@ def test_the_backend_is_ours_and_says_what_it_supports():
     assert backend.supports_async_task is True
     # Each flag is backed by behaviour: defer by the delayed start (enqueue_at), priority by
     # RabbitMQ priority queues (FUSION_JOBS_MAX_PRIORITY; refused without, never ignored).
-    assert backend.supports_defer is hasattr(api, "enqueue_at")
+    assert backend.supports_defer is True
     assert backend.supports_priority is True
 
 
@@ -274,7 +273,6 @@ def test_ensure_cron_and_enqueue_accept_a_django_task():
     assert t.add.get_result(handle.run_id).return_value == 3
 
 
-@pytest.mark.skipif(not hasattr(api, "enqueue_at"), reason="needs the delayed start (enqueue_at)")
 def test_run_after_without_a_broker_runs_now():
     when = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     result = t.add.using(run_after=when).enqueue(1, 2)

@@ -15,7 +15,6 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from fusion_jobs import api
 from fusion_jobs.backends.django_tasks import FRAMEWORK, TaskResultStatus
 from fusion_jobs.models import JobRun
 from fusion_jobs.recording import cancel
@@ -142,7 +141,6 @@ def test_get_result_through_the_backend_handler(broker_settings, worker):
     assert task_backends["default"].get_result(result.id).return_value == 21
 
 
-@pytest.mark.skipif(not hasattr(api, "enqueue_at"), reason="needs the delayed start (enqueue_at)")
 def test_run_after_is_not_run_early_and_runs_once(broker_settings, worker):
     when = timezone.now() + dt.timedelta(seconds=4)
     result = t.record.using(run_after=when).enqueue("dt-deferred")
