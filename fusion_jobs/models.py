@@ -275,3 +275,44 @@ class WorkerLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} held by {self.holder}"
+
+
+class WorkerKind(models.TextChoices):
+    WORKER = "worker", "Worker process"
+    CRONS = "crons", "runcrons"
+
+
+class WorkerHeartbeat(models.Model):
+    """One ``rundramatiq`` worker process or ``runcrons``, as it last reported itself.
+
+    Each process upserts its own row every ``FUSION_JOBS_WORKER_HEARTBEAT`` seconds from a
+    background thread (counters are kept in memory, never written per run), so "is anything
+    consuming queue X?" is one indexed read. Rows of processes that stopped or died age out:
+    stale after a few missed beats, gone later, deleted after ``FUSION_JOBS_WORKER_FORGET_AFTER``.
+    """
+
+    id = models.CharField(max_length=200, primary_key=True, help_text="kind:host:pid")
+    kind = models.CharField(max_length=8, choices=WorkerKind.choices, default=WorkerKind.WORKER)
+    host = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    supervisor_pid = models.PositiveIntegerField(null=True, blank=True)
+    version = models.CharField(max_length=50, blank=True, default="")
+    queues = models.JSONField(default=list, blank=True, help_text="Logical queue names it consumes.")
+    processes = models.PositiveIntegerField(default=1, help_text="Processes of its rundramatiq.")
+    threads = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True, help_text="Set when it stopped cleanly.")
+    runs_done = models.BigIntegerField(default=0, help_text="Attempts that ended without an error.")
+    runs_failed = models.BigIntegerField(default=0, help_text="Attempts that ended with an error.")
+    current_runs = models.JSONField(default=list, blank=True, help_text="Runs in progress: id, task.")
+    info = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["kind", "host", "pid"]
+        verbose_name = "worker"
+        default_permissions = ("view",)
+        indexes = [models.Index(fields=["last_seen_at"], name="fj_worker_seen")]
+
+    def __str__(self) -> str:
+        return self.id
