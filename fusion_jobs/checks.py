@@ -93,6 +93,24 @@ def check_settings_values(app_configs: Any = None, **kwargs: Any) -> list[checks
 
 
 @checks.register("fusion_jobs")
+def check_quorum_priority(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """RabbitMQ 3.10-3.11 refuses x-max-priority on a quorum queue: every worker would fail to start."""
+    if not (_valid("QUEUE_TYPE") and _valid("MAX_PRIORITY")):
+        return []
+    if jobs_settings.QUEUE_TYPE != "quorum" or not jobs_settings.MAX_PRIORITY:
+        return []
+    return [
+        checks.Error(
+            f"FUSION_JOBS_QUEUE_TYPE is 'quorum' and FUSION_JOBS_MAX_PRIORITY is {jobs_settings.MAX_PRIORITY}: "
+            "quorum queues take no x-max-priority (RabbitMQ refuses the declaration).",
+            hint="Set FUSION_JOBS_MAX_PRIORITY to 0 (priorities are then ignored: route urgent tasks to their "
+            "own queue and worker instead), or keep classic queues.",
+            id="fusion_jobs.E030",
+        )
+    ]
+
+
+@checks.register("fusion_jobs")
 def check_shared_vhost(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Two projects on one vhost with unprefixed queues consume each other's messages."""
     url = jobs_settings.BROKER_URL

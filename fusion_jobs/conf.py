@@ -255,6 +255,20 @@ SETTINGS: dict[str, Setting] = {
         low=0,
         high=255,
     ),
+    "QUEUE_TYPE": Setting(
+        "classic",
+        str,
+        "RabbitMQ queue type: `classic`, or `quorum` (replicated across a cluster; no priorities on "
+        "RabbitMQ 3.10-3.11). A queue's type cannot change in place: switch with `manage.py migratequeues`.",
+        choices=("classic", "quorum"),
+    ),
+    "DELIVERY_LIMIT": Setting(
+        20,
+        int,
+        "Quorum queues: deliveries of one message (`x-delivery-limit`) before RabbitMQ dead-letters it "
+        "to the `.XQ` queue, a guard behind `MAX_LOST_ATTEMPTS`. 0: no limit.",
+        low=0,
+    ),
     "CONSUMER_TIMEOUT": Setting(
         1800.0,
         float,

@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from fusion_jobs import bootstrap
         from fusion_jobs.backends.broker import describe_refusal, open_connection
+        from fusion_jobs.backends.queues import check_queues
     except Exception:
         logging.basicConfig()
         logging.getLogger("fusion_jobs.worker").exception("worker process %s could not start", os.getpid())
@@ -110,6 +111,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKER_REFUSED
     except pika.exceptions.AMQPError:
         pass  # down or restarting: the consumers retry until it is back
+    try:  # a queue of another type (FUSION_JOBS_QUEUE_TYPE switched): one clear line, no retry loop
+        connection = open_connection()
+        try:
+            mismatch = check_queues(connection, sorted(args.queues or broker.get_declared_queues()))
+        finally:
+            if connection.is_open:
+                connection.close()
+    except pika.exceptions.AMQPError:
+        mismatch = None
+    if mismatch:
+        logger.error("worker process %s: %s; stopping", os.getpid(), mismatch)
+        return EXIT_CONFIG
     broker.emit_after("process_boot")
     # Logical names: the broker puts them in the queue namespace when it talks to RabbitMQ.
     worker = dramatiq.Worker(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import dramatiq
 import pika
-from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import dq_name, xq_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import TimeLimit
@@ -25,6 +25,7 @@ from ..middleware.validation import QueueCheckedConsumer, before_process_fail_cl
 from ..registry import Task, all_tasks, on_register
 from ..utils import mask_url, scrub
 from .publisher import PublisherPool
+from .queues import dead_letter_arguments, declare, main_arguments
 
 if TYPE_CHECKING:
     from dramatiq import Actor
@@ -92,26 +93,21 @@ class FusionRabbitmqBroker(RabbitmqBroker):
 
         return consumer
 
+    # Queue arguments (type, priority, delivery limit) come from backends.queues; a queue that
+    # exists with others raises QueueMismatch (not a channel error Dramatiq would retry).
     def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
-        arguments: dict[str, Any] = super()._build_queue_arguments(broker_queue(queue_name))
-        return arguments
+        return main_arguments(broker_queue(queue_name))
 
     def _declare_queue(self, queue_name: str) -> Any:
-        arguments = self._build_queue_arguments(queue_name)
-        return self.channel.queue_declare(queue=broker_queue(queue_name), durable=True, arguments=arguments)
+        return declare(self.channel, broker_queue(queue_name), self._build_queue_arguments(queue_name))
 
     def _declare_dq_queue(self, queue_name: str) -> Any:
-        arguments = self._build_queue_arguments(queue_name)
-        return self.channel.queue_declare(
-            queue=dq_name(broker_queue(queue_name)), durable=True, arguments=arguments
+        return declare(
+            self.channel, dq_name(broker_queue(queue_name)), self._build_queue_arguments(queue_name)
         )
 
     def _declare_xq_queue(self, queue_name: str) -> Any:
-        return self.channel.queue_declare(
-            queue=xq_name(broker_queue(queue_name)),
-            durable=True,
-            arguments={"x-message-ttl": DEAD_MESSAGE_TTL},
-        )
+        return declare(self.channel, xq_name(broker_queue(queue_name)), dead_letter_arguments())
 
     def flush(self, queue_name: str) -> None:
         for name in (queue_name, dq_name(queue_name), xq_name(queue_name)):

@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import pika
-from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL, RabbitmqBroker
-from dramatiq.common import dq_name, xq_name
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from ..conf import broker_queue
+from .queues import declare, physical_queues
 
 logger = logging.getLogger("fusion_jobs.broker")
 
@@ -52,12 +52,8 @@ class PooledPublisher:
         physical = broker_queue(queue)
         if physical in self.declared:
             return
-        arguments = self.broker._build_queue_arguments(queue)
-        self.confirm.queue_declare(queue=physical, durable=True, arguments=arguments)
-        self.confirm.queue_declare(queue=dq_name(physical), durable=True, arguments=arguments)
-        self.confirm.queue_declare(
-            queue=xq_name(physical), durable=True, arguments={"x-message-ttl": DEAD_MESSAGE_TTL}
-        )
+        for name, arguments in physical_queues(queue):  # QueueMismatch on a queue of another type
+            declare(self.confirm, name, arguments)
         self.declared.add(physical)
 
     @property
