@@ -136,14 +136,18 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_for(
-            lambda: (
-                self.output().count("Worker process is ready for action") >= self.processes
-                or self.proc.poll() is not None
-            ),  # type: ignore[union-attr]
-            timeout=30,
-            what="the worker to boot",
-        )
+        try:
+            wait_for(
+                lambda: (
+                    self.output().count("Worker process is ready for action") >= self.processes
+                    or self.proc.poll() is not None
+                ),  # type: ignore[union-attr]
+                timeout=30,
+                what="the worker to boot",
+            )
+        except BaseException:  # a worker that never became ready must not outlive the test
+            self.stop()
+            raise
         if self.proc.poll() is not None:
             pytest.fail(f"worker exited with {self.proc.returncode}:\n{self.output()}")
         return self
