@@ -47,7 +47,9 @@ from .models import TERMINAL_STATUSES, JobRun, JobsDashboard, RunStatus
 from .recording import cancel as cancel_runs_by_id
 from .recording import db_alias
 from .registry import all_tasks
+from .rollup import Cell
 from .scheduler import admin as _schedule_admin  # noqa: F401  (registers CronSchedule)
+from .stats import DashboardCharts, dashboard_charts
 
 #: Badge colours, readable with white text in the light and the dark admin theme.
 STATUS_COLOURS: dict[str, str] = {
@@ -834,12 +836,19 @@ class JobRunAdmin(ReadOnlyAdmin):
         if key not in DASHBOARD_WINDOWS:
             key = "1h"
         label, window = DASHBOARD_WINDOWS[key]
-        stats = dashboard_stats(window)
+        task_filter = request.GET.get("task") or None
+        charts = dashboard_charts(key, task_name=task_filter)
+        # A week of runs is too many to count and sort per request: its table comes from the rollup.
+        stats = dashboard_stats(
+            window, now=charts.now, summary=charts if key in ROLLUP_TABLE_WINDOWS else None
+        )
         context = {
             **self.admin_site.each_context(request),
             "title": "Jobs dashboard",
             "opts": self.opts,
             "stats": stats,
+            "charts": charts,
+            "task_filter": task_filter,
             "window_key": key,
             "window_label": label,
             "windows": [(k, v[0]) for k, v in DASHBOARD_WINDOWS.items()],
@@ -868,7 +877,13 @@ def _sample(queryset: QuerySet[JobRun]) -> list[JobRun]:
 
 # --- Dashboard --------------------------------------------------------------------------------
 
-DASHBOARD_WINDOWS = {"1h": ("Last hour", timedelta(hours=1)), "24h": ("Last day", timedelta(days=1))}
+DASHBOARD_WINDOWS = {
+    "1h": ("Last hour", timedelta(hours=1)),
+    "24h": ("Last day", timedelta(days=1)),
+    "7d": ("Last week", timedelta(days=7)),
+}
+#: Windows whose per-task table is read from the rollup (fusion_jobs.rollup), not counted from runs.
+ROLLUP_TABLE_WINDOWS = frozenset({"7d"})
 #: The SQLite/MySQL fallback computes percentiles in Python over at most this many runs.
 PYTHON_PERCENTILE_ROWS = 200_000
 
@@ -949,9 +964,14 @@ class DashboardStats:
         }
 
 
-def dashboard_stats(window: timedelta, *, now: datetime | None = None) -> DashboardStats:
+def dashboard_stats(
+    window: timedelta, *, now: datetime | None = None, summary: DashboardCharts | None = None
+) -> DashboardStats:
     """Per-task counts by status (runs enqueued in the window); failure rate, p50/p95 duration and
     throughput of runs that finished in the window; what is running and queued right now.
+
+    With ``summary`` (the rollup's totals for the window) the per-task figures come from it instead:
+    counts by status of runs that *ended* in the window, percentiles from its histograms.
     """
     now = now or timezone.now()
     since = now - window
@@ -959,23 +979,32 @@ def dashboard_stats(window: timedelta, *, now: datetime | None = None) -> Dashbo
     runs = JobRun.objects.using(alias)
     rows: dict[str, TaskRow] = {}
     seen_statuses: set[str] = set()
-    counts = (
-        runs.filter(enqueued_at__gt=since, enqueued_at__lte=now)
-        .values_list("task_name", "status")
-        .annotate(n=Count("*"))
-        .order_by()
-    )
-    for task_name, status, n in counts:
-        rows.setdefault(task_name, TaskRow(task_name)).counts[status] = n
-        seen_statuses.add(status)
-    finished = runs.filter(finished_at__gt=since, finished_at__lte=now, status__in=EXECUTED).order_by()
     total = TaskRow("All tasks")
-    if connections[alias].vendor == "postgresql":
-        source = "PostgreSQL percentile_cont"
-        _postgresql_finished_stats(alias, since, now, rows, total)
+    if summary is not None:
+        source = "rollup histograms (within ~9%)"
+        for task in summary.tasks:
+            rows[task.task_name] = _rollup_row(task.task_name, task.cell)
+            seen_statuses.update(task.cell.counts)
+        summed = summary.total
+        total.finished, total.failed = summed.executed, summed.failed
+        total.p50, total.p95 = summed.duration.percentile(0.5), summed.duration.percentile(0.95)
     else:
-        source = "computed in Python"
-        _python_percentiles(finished, rows, total)
+        counts = (
+            runs.filter(enqueued_at__gt=since, enqueued_at__lte=now)
+            .values_list("task_name", "status")
+            .annotate(n=Count("*"))
+            .order_by()
+        )
+        for task_name, status, n in counts:
+            rows.setdefault(task_name, TaskRow(task_name)).counts[status] = n
+            seen_statuses.add(status)
+        finished = runs.filter(finished_at__gt=since, finished_at__lte=now, status__in=EXECUTED).order_by()
+        if connections[alias].vendor == "postgresql":
+            source = "PostgreSQL percentile_cont"
+            _postgresql_finished_stats(alias, since, now, rows, total)
+        else:
+            source = "computed in Python"
+            _python_percentiles(finished, rows, total)
     for row in rows.values():
         for status, n in row.counts.items():
             total.counts[status] = total.counts.get(status, 0) + n
@@ -1032,6 +1061,17 @@ def _postgresql_finished_stats(
         row = total if task_name is None else rows.setdefault(task_name, TaskRow(task_name))
         row.finished, row.failed = n, failed
         row.p50, row.p95 = percentiles if percentiles else (None, None)
+
+
+def _rollup_row(task_name: str, cell: Cell) -> TaskRow:
+    return TaskRow(
+        task_name,
+        counts=dict(cell.counts),
+        finished=cell.executed,
+        failed=cell.failed,
+        p50=cell.duration.percentile(0.5),
+        p95=cell.duration.percentile(0.95),
+    )
 
 
 FINISHED_STATS_SQL = """
@@ -1093,3 +1133,5 @@ class JobsDashboardAdmin(ReadOnlyAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         return HttpResponseRedirect(reverse("admin:fusion_jobs_jobrun_dashboard"))
+
+

@@ -27,7 +27,6 @@ from dramatiq.errors import DecodeError
 from .conf import jobs_settings
 from .exceptions import UnknownTaskError
 from .registry import get_task
-from .tracing import traceparent_problem
 
 logger = logging.getLogger("fusion_jobs.worker")
 
@@ -45,7 +44,7 @@ REQUIRED = {
 #: types. Nothing else is accepted: an option such as ``time_limit``, ``max_retries``, ``throws`` or
 #: ``retry_when`` would let a message lengthen its task's limits or change what is retried. Limits
 #: and retryability come from the registered task only.
-OPTIONS: dict[str, type] = {"retries": int, "eta": int, "broker_priority": int, "traceparent": str}
+OPTIONS: dict[str, type] = {"retries": int, "eta": int, "broker_priority": int}
 #: ``retries`` counts retries already done; the run's attempts column is a 32-bit integer.
 MAX_RETRIES_OPTION = 2**31 - 1
 #: Room for everything but the arguments: ids, names, options.
@@ -128,10 +127,6 @@ def check_fields(fields: dict[str, Any], *, max_payload_bytes: int) -> str:
         kind = OPTIONS[name]
         if not isinstance(value, kind) or isinstance(value, bool):
             return f"option {name!r} must be {kind.__name__}, not {type(value).__name__}"
-    if "traceparent" in options:  # the enqueue's trace context: exactly a W3C traceparent, nothing else
-        problem = traceparent_problem(options["traceparent"])
-        if problem:
-            return f"option 'traceparent' {problem}"
     retries = options.get("retries", 0)
     if not 0 <= retries <= MAX_RETRIES_OPTION:
         return f"option 'retries' is {retries}, not between 0 and {MAX_RETRIES_OPTION}"

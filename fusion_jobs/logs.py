@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from .conf import jobs_settings
-from .tracing import RunIdFilter
 from .utils import scrub
 
 
@@ -36,6 +35,4 @@ def configure_worker_logging(level: int = logging.INFO) -> None:
     for handler in root.handlers:
         if not any(isinstance(f, ScrubPasswordFilter) for f in handler.filters):
             handler.addFilter(ScrubPasswordFilter())
-        if not any(isinstance(f, RunIdFilter) for f in handler.filters):
-            handler.addFilter(RunIdFilter())  # record.run_id for structured formatters
     logging.getLogger("pika").setLevel(logging.WARNING)

@@ -316,3 +316,53 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class RunRollup(models.Model):
+    """Runs that ended in one time bucket, per task: the dashboard's charts read these, not the runs.
+
+    Derived from ``JobRun`` by :func:`fusion_jobs.rollup.refresh_rollup`, which recomputes whole
+    buckets from the runs (so it is exact and idempotent), at three resolutions (``resolution``
+    seconds: 60, 900, 3600). Histograms are sparse ``{bin: count}`` over fixed log bins.
+    """
+
+    resolution = models.PositiveIntegerField(help_text="Bucket length in seconds.")
+    bucket = models.DateTimeField(help_text="Start of the bucket (runs by finished_at).")
+    task_name = models.CharField(max_length=200)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    timed_out = models.PositiveIntegerField(default=0)
+    cancelled = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    duration_sum = models.FloatField(default=0.0)
+    duration_min = models.FloatField(null=True, blank=True)
+    duration_max = models.FloatField(null=True, blank=True)
+    duration_hist = models.JSONField(default=dict, blank=True)
+    wait_count = models.PositiveIntegerField(default=0)
+    wait_sum = models.FloatField(default=0.0)
+    wait_min = models.FloatField(null=True, blank=True)
+    wait_max = models.FloatField(null=True, blank=True)
+    wait_hist = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name = "run rollup"
+        default_permissions = ()
+        constraints = [
+            models.UniqueConstraint(fields=["resolution", "bucket", "task_name"], name="fj_rollup_bucket"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} @ {self.bucket} ({self.resolution} s)"
+
+
+class RollupState(models.Model):
+    """How far the rollup is complete: buckets before ``through`` are stored, later ones read from runs."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    through = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return f"{self.name} through {self.through}"

@@ -2,7 +2,8 @@
 
 ``runcrons`` calls :func:`register_maintenance_crons` at every start, before the project's
 registrars: ``fusion-jobs-prune-runs`` daily (``FUSION_JOBS_CRON_PRUNE_RUNS``) and
-``fusion-jobs-sweep-stuck`` every five minutes (``FUSION_JOBS_CRON_SWEEP_STUCK``). An empty
+``fusion-jobs-sweep-stuck`` every five minutes (``FUSION_JOBS_CRON_SWEEP_STUCK``) and
+``fusion-jobs-rollup`` every five minutes (``FUSION_JOBS_CRON_ROLLUP``, the dashboard's charts). An empty
 setting turns one off: it is then no longer declared, so that start marks it orphaned.
 
 Kept light: importing this module loads neither dramatiq nor pika, and the work is imported
@@ -24,6 +25,7 @@ logger = logging.getLogger("fusion_jobs.maintenance")
 
 PRUNE_CRON = "fusion-jobs-prune-runs"
 SWEEP_CRON = "fusion-jobs-sweep-stuck"
+ROLLUP_CRON = "fusion-jobs-rollup"
 
 #: Sent after every ``fusion-jobs-sweep-stuck`` run, with ``marked`` (runs failed by this sweep).
 #: A project whose own rows mirror a run (a document ``processing`` while its run is) connects
@@ -62,11 +64,24 @@ def sweep_stuck() -> dict[str, int]:
     return {"marked": marked}
 
 
+@task(name="fusion-jobs-rollup", execution_timeout="10m", max_retries=0)
+def refresh_rollup() -> dict[str, Any]:
+    """Recompute the dashboard's per-minute, 15-minute and hourly summaries of recently ended runs.
+
+    Exact and idempotent (whole buckets are recomputed from the runs), so a missed or repeated
+    tick costs nothing but time; the dashboard reads runs after the last refresh directly.
+    """
+    from .rollup import refresh_rollup as refresh
+
+    return refresh().as_dict()
+
+
 def register_maintenance_crons() -> None:
     """Declare the maintenance crons their settings leave on (``runcrons`` calls it at every start)."""
     for name, setting, misfire in (
         (PRUNE_CRON, "CRON_PRUNE_RUNS", "latest"),
         (SWEEP_CRON, "CRON_SWEEP_STUCK", "skip"),
+        (ROLLUP_CRON, "CRON_ROLLUP", "skip"),
     ):
         expression = str(getattr(jobs_settings, setting) or "").strip()
         if expression:

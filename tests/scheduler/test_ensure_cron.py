@@ -18,7 +18,7 @@ from tests.scheduler import cron_registrars
 pytestmark = pytest.mark.django_db
 
 #: Declared by every runcrons start unless their settings turn them off (fusion_jobs.tasks).
-MAINTENANCE = ("fusion-jobs-prune-runs", "fusion-jobs-sweep-stuck")
+MAINTENANCE = ("fusion-jobs-prune-runs", "fusion-jobs-rollup", "fusion-jobs-sweep-stuck")
 
 
 def snapshot() -> list[tuple]:

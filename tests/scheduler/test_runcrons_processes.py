@@ -274,7 +274,12 @@ def test_a_running_runcrons_picks_up_runtime_schedules_within_a_few_polls(test_d
         wait_for(lambda: "fusion-jobs crons: broker=" in process.output(), timeout=30, what="start-up")
         shown = schedule_lines(process.output())
         # The maintenance crons are there by default, declared, next to the test's registrar's.
-        assert sorted(shown) == ["fusion-jobs-prune-runs", "fusion-jobs-sweep-stuck", CRON]
+        assert sorted(shown) == [
+            "fusion-jobs-prune-runs",
+            "fusion-jobs-rollup",
+            "fusion-jobs-sweep-stuck",
+            CRON,
+        ]
         assert (
             "'17 3 * * *' UTC -> fusion-jobs-prune-runs [active] declared" in shown["fusion-jobs-prune-runs"]
         )

@@ -105,6 +105,7 @@ def test_runcrons_declares_the_maintenance_crons_by_default(settings):
     assert rows == {
         "fusion-jobs-prune-runs": ("fusion-jobs-prune-runs", "17 3 * * *", "declared", True),
         "fusion-jobs-sweep-stuck": ("fusion-jobs-sweep-stuck", "*/5 * * * *", "declared", True),
+        "fusion-jobs-rollup": ("fusion-jobs-rollup", "*/5 * * * *", "declared", True),
     }
 
 
@@ -115,7 +116,7 @@ def test_settings_change_the_maintenance_expressions_or_turn_them_off(settings):
     settings.FUSION_JOBS_CRON_PRUNE_RUNS = "0 4 * * 0"
     settings.FUSION_JOBS_CRON_SWEEP_STUCK = ""
     assert load_declarations().errors == []
-    assert mark_orphans({"fusion-jobs-prune-runs"}) == ["fusion-jobs-sweep-stuck"]
+    assert mark_orphans({"fusion-jobs-prune-runs", "fusion-jobs-rollup"}) == ["fusion-jobs-sweep-stuck"]
     prune = CronSchedule.objects.get(name="fusion-jobs-prune-runs")
     assert (prune.expression, prune.active) == ("0 4 * * 0", True)
     assert CronSchedule.objects.get(name="fusion-jobs-sweep-stuck").active is False

@@ -29,13 +29,6 @@ class Command(BaseCommand):
             "tasks; twice that drains short tasks faster)",
         )
 
-        parser.add_argument(
-            "--metrics-port",
-            type=int,
-            help="serve Prometheus metrics of the worker processes on this port (FUSION_JOBS_METRICS_PORT; "
-            "bound to FUSION_JOBS_METRICS_ADDRESS, 127.0.0.1 by default; 0: off)",
-        )
-
     def handle(self, *args: Any, **options: Any) -> None:
         code = run_worker(
             processes=options["processes"],
@@ -43,7 +36,6 @@ class Command(BaseCommand):
             queues=options["queues"],
             prefetch=options["prefetch"],
             stdout=self.stdout,
-            metrics_port=options["metrics_port"],
         )
         if code:
             raise SystemExit(code)

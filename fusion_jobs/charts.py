@@ -1,0 +1,219 @@
+"""Server-rendered SVG charts for the dashboard: no JavaScript, no CDN, every text escaped.
+
+Each chart is an ``<svg role="img">`` with a ``<title>`` and ``<desc>``, labelled axes, and one
+``<title>`` tooltip per bar or point giving its exact numbers; the dashboard also shows the same
+numbers in a table. All markup goes through ``format_html``/``format_html_join``, so a task name
+like ``<script>`` is text in the chart, never markup.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+WIDTH, HEIGHT = 600, 230
+LEFT, RIGHT, TOP, BOTTOM = 64, 14, 14, 44
+PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+X_LABELS = 6
+
+
+@dataclass
+class Series:
+    name: str
+    colour: str
+    values: Sequence[float | None]
+    dashed: bool = False
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest 1, 2, 2.5 or 5 times a power of ten that is >= ``value`` (1 for nothing)."""
+    if value <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        if value <= step * power * (1 + 1e-9):
+            return step * power
+    return 10 * power
+
+
+def _x(index: int, count: int) -> float:
+    return LEFT + (index + 0.5) * PLOT_W / max(count, 1)
+
+
+def _y(value: float, top: float) -> float:
+    return TOP + PLOT_H - (value / top) * PLOT_H
+
+
+def _frame(
+    chart_id: str,
+    title: str,
+    description: str,
+    y_label: str,
+    x_label: str,
+    labels: Sequence[str],
+    top: float,
+    fmt: Callable[[float], str],
+    body: SafeString,
+    legend: Sequence[Series],
+) -> SafeString:
+    ticks = format_html_join(
+        "",
+        '<line class="fj-grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
+        '<text class="fj-tick" x="{}" y="{}" text-anchor="end">{}</text>',
+        (
+            (
+                LEFT,
+                LEFT + PLOT_W,
+                f"{_y(top * i / 4, top):.1f}",
+                f"{_y(top * i / 4, top):.1f}",
+                LEFT - 6,
+                f"{_y(top * i / 4, top) + 4:.1f}",
+                fmt(top * i / 4),
+            )
+            for i in range(5)
+        ),
+    )
+    step = max(1, math.ceil(len(labels) / X_LABELS))
+    x_ticks = format_html_join(
+        "",
+        '<text class="fj-tick" x="{}" y="{}" text-anchor="middle">{}</text>',
+        (
+            (f"{_x(i, len(labels)):.1f}", TOP + PLOT_H + 16, label)
+            for i, label in enumerate(labels)
+            if i % step == 0
+        ),
+    )
+    keys = format_html_join(
+        "",
+        '<g class="fj-key"><rect x="{}" y="4" width="10" height="10" fill="{}"/>'
+        '<text class="fj-tick" x="{}" y="13">{}</text></g>',
+        ((LEFT + 8 + i * 130, s.colour, LEFT + 22 + i * 130, s.name) for i, s in enumerate(legend)),
+    )
+    return format_html(
+        '<svg class="fj-chart" id="{id}" viewBox="0 0 {w} {h}" role="img" aria-labelledby="{id}-t {id}-d" '
+        'xmlns="http://www.w3.org/2000/svg">'
+        '<title id="{id}-t">{title}</title><desc id="{id}-d">{desc}</desc>'
+        "{ticks}{x_ticks}"
+        '<line class="fj-axis" x1="{l}" x2="{r}" y1="{b}" y2="{b}"/>'
+        '<line class="fj-axis" x1="{l}" x2="{l}" y1="{t}" y2="{b}"/>'
+        "{body}{keys}"
+        '<text class="fj-axis-label" x="{xc}" y="{h2}" text-anchor="middle">{x_label}</text>'
+        '<text class="fj-axis-label" transform="translate(14 {yc}) rotate(-90)" text-anchor="middle">{y_label}</text>'
+        "</svg>",
+        id=chart_id,
+        w=WIDTH,
+        h=HEIGHT,
+        title=title,
+        desc=description,
+        ticks=ticks,
+        x_ticks=x_ticks,
+        l=LEFT,
+        r=LEFT + PLOT_W,
+        t=TOP,
+        b=TOP + PLOT_H,
+        body=body,
+        keys=keys,
+        xc=LEFT + PLOT_W / 2,
+        h2=HEIGHT - 6,
+        x_label=x_label,
+        yc=TOP + PLOT_H / 2,
+        y_label=y_label,
+    )
+
+
+def stacked_bars(
+    chart_id: str,
+    title: str,
+    description: str,
+    labels: Sequence[str],
+    series: Sequence[Series],
+    *,
+    y_label: str,
+    x_label: str,
+    fmt: Callable[[float], str] = lambda v: f"{v:g}",
+) -> SafeString:
+    """One bar per label, the series stacked bottom to top; each segment's tooltip gives its count."""
+    totals = [sum(s.values[i] or 0 for s in series) for i in range(len(labels))]
+    top = nice_ceiling(max(totals, default=0))
+    width = max(1.0, PLOT_W / max(len(labels), 1) * 0.8)
+    parts = []
+    for i, label in enumerate(labels):
+        base = 0.0
+        for s in series:
+            value = s.values[i] or 0
+            if not value:
+                continue
+            y0, y1 = _y(base, top), _y(base + value, top)
+            parts.append(
+                format_html(
+                    '<rect class="fj-bar" x="{}" y="{}" width="{}" height="{}" fill="{}">'
+                    "<title>{}: {} {}</title></rect>",
+                    f"{_x(i, len(labels)) - width / 2:.1f}",
+                    f"{y1:.1f}",
+                    f"{width:.1f}",
+                    f"{max(y0 - y1, 0.5):.1f}",
+                    s.colour,
+                    label,
+                    fmt(value),
+                    s.name,
+                )
+            )
+            base += value
+    body = format_html_join("", "{}", ((part,) for part in parts))
+    return _frame(chart_id, title, description, y_label, x_label, labels, top, fmt, body, series)
+
+
+def lines(
+    chart_id: str,
+    title: str,
+    description: str,
+    labels: Sequence[str],
+    series: Sequence[Series],
+    *,
+    y_label: str,
+    x_label: str,
+    fmt: Callable[[float], str] = lambda v: f"{v:g}",
+    top: float | None = None,
+) -> SafeString:
+    """One line per series, broken where a value is missing; each point's tooltip gives its value."""
+    values = [v for s in series for v in s.values if v is not None]
+    top = top or nice_ceiling(max(values, default=0))
+    parts = []
+    for s in series:
+        segment: list[str] = []
+        segments = [segment]
+        for i, value in enumerate(s.values):
+            if value is None:
+                segment = []
+                segments.append(segment)
+                continue
+            x, y = _x(i, len(labels)), _y(min(value, top), top)
+            segment.append(f"{x:.1f},{y:.1f}")
+            parts.append(
+                format_html(
+                    '<circle class="fj-point" cx="{}" cy="{}" r="{}" fill="{}"><title>{}: {} {}</title></circle>',
+                    f"{x:.1f}",
+                    f"{y:.1f}",
+                    2.5 if len(labels) <= 100 else 1.5,
+                    s.colour,
+                    labels[i],
+                    s.name,
+                    fmt(value),
+                )
+            )
+        for points in segments:
+            if len(points) > 1:
+                parts.append(
+                    format_html(
+                        '<polyline class="fj-line" points="{}" fill="none" stroke="{}" stroke-width="2" stroke-dasharray="{}"/>',
+                        " ".join(points),
+                        s.colour,
+                        "5 3" if s.dashed else "none",
+                    )
+                )
+    body = format_html_join("", "{}", ((part,) for part in parts))
+    return _frame(chart_id, title, description, y_label, x_label, labels, top, fmt, body, series)
