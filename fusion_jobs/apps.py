@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from django.apps import AppConfig
+import sys
+
+from django.apps import AppConfig, apps
+from django.conf import settings
 
 
 class FusionJobsConfig(AppConfig):
@@ -13,3 +16,20 @@ class FusionJobsConfig(AppConfig):
         from .registry import autodiscover
 
         autodiscover()
+        if _uses_dramatiq_actors():
+            # A django-dramatiq project: its @dramatiq.actor functions become tasks. Imported only
+            # then: without a broker the web process of a fusion-jobs project never loads Dramatiq.
+            from .dramatiq_actors import adopt_actors, import_actor_modules
+
+            import_actor_modules()
+            adopt_actors()
+
+
+def _uses_dramatiq_actors() -> bool:
+    """Whether plain Dramatiq actors may be declared: django-dramatiq's app or settings, or Dramatiq loaded."""
+    return (
+        "dramatiq" in sys.modules
+        or apps.is_installed("django_dramatiq")
+        or hasattr(settings, "DRAMATIQ_AUTODISCOVER_MODULES")
+        or hasattr(settings, "DRAMATIQ_BROKER")
+    )

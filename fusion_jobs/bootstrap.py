@@ -16,7 +16,8 @@ django.setup()
 from fusion_jobs.backends.broker import get_broker  # noqa: E402
 from fusion_jobs.logs import configure_worker_logging  # noqa: E402
 
-configure_worker_logging()
+# rundramatiq --skip-logging (django-dramatiq's option): Django's LOGGING only, no handler of ours.
+configure_worker_logging(add_handler=not os.environ.get("FUSION_JOBS_WORKER_SKIP_LOGGING"))
 broker = get_broker()
 logging.getLogger("fusion_jobs.worker").info(
     "worker process %s ready: %d task(s) on queue(s) %s",

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 from django.conf import settings
 from django.core import checks
 
-from .conf import SETTINGS, jobs_settings
+from .conf import SETTINGS, dramatiq_broker_url, jobs_settings
 from .registry import all_tasks
 from .utils import mask_url
 
@@ -47,6 +47,34 @@ def _valid(name: str) -> bool:
 def check_broker_url(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     error = _setting_error("BROKER_URL")
     return [error] if error else []
+
+
+@checks.register("fusion_jobs")
+def check_dramatiq_broker(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A django-dramatiq project: say which broker URL fusion-jobs uses; refuse a non-RabbitMQ one."""
+    if not hasattr(settings, "DRAMATIQ_BROKER") or jobs_settings.source("BROKER_URL") in (
+        "settings",
+        "environment",
+    ):
+        return []
+    url, problem = dramatiq_broker_url()
+    if problem:
+        return [
+            checks.Error(
+                f"FUSION_JOBS_BROKER_URL is not set and {problem}.",
+                hint="Point DRAMATIQ_BROKER at RabbitMQ (dramatiq.brokers.rabbitmq.RabbitmqBroker with "
+                "OPTIONS={'url': 'amqp://...'}), or set FUSION_JOBS_BROKER_URL to a RabbitMQ URL.",
+                id="fusion_jobs.E020",
+            )
+        ]
+    return [
+        checks.Info(
+            f"fusion-jobs uses the RabbitMQ URL of DRAMATIQ_BROKER ({mask_url(url)}): "
+            "FUSION_JOBS_BROKER_URL is not set.",
+            hint="Set FUSION_JOBS_BROKER_URL to use another broker (or '' to run jobs inline).",
+            id="fusion_jobs.I020",
+        )
+    ]
 
 
 @checks.register("fusion_jobs", checks.Tags.security)

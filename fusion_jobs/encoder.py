@@ -25,8 +25,9 @@ from dramatiq.encoder import JSONEncoder
 from dramatiq.errors import DecodeError
 
 from .conf import jobs_settings
-from .exceptions import UnknownTaskError
+from .exceptions import TaskArgumentsError, UnknownTaskError
 from .registry import get_task
+from .tracing import traceparent_problem
 
 logger = logging.getLogger("fusion_jobs.worker")
 
@@ -44,7 +45,7 @@ REQUIRED = {
 #: types. Nothing else is accepted: an option such as ``time_limit``, ``max_retries``, ``throws`` or
 #: ``retry_when`` would let a message lengthen its task's limits or change what is retried. Limits
 #: and retryability come from the registered task only.
-OPTIONS: dict[str, type] = {"retries": int, "eta": int, "broker_priority": int}
+OPTIONS: dict[str, type] = {"retries": int, "eta": int, "broker_priority": int, "traceparent": str}
 #: ``retries`` counts retries already done; the run's attempts column is a 32-bit integer.
 MAX_RETRIES_OPTION = 2**31 - 1
 #: Room for everything but the arguments: ids, names, options.
@@ -117,9 +118,22 @@ def check_fields(fields: dict[str, Any], *, max_payload_bytes: int) -> str:
     queue = task_obj.effective_queue
     if fields["queue_name"] not in (queue, dq_name(queue)):
         return f"queue_name {fields['queue_name'][:100]!r} is not task {task_obj.name!r}'s queue {queue!r}"
+    options = fields["options"]
+    if task_obj.binds_positional:
+        # A plain Dramatiq actor's message (sent before the switch to fusion-jobs, or by plain
+        # Dramatiq code): its positional arguments become keywords, and the traceback Dramatiq's
+        # Retries middleware writes on a failed attempt is dropped. Limits stay the task's.
+        if not isinstance(options.get("traceback", ""), str):
+            return "option 'traceback' must be str"
+        options.pop("traceback", None)
+        if fields["args"]:
+            try:
+                fields["kwargs"] = task_obj.bind_positional(fields["args"], fields["kwargs"])
+            except TaskArgumentsError as exc:
+                return str(exc)[:500]
+            fields["args"] = []
     if fields["args"]:
         return "positional args are not accepted (fusion-jobs tasks take keyword arguments)"
-    options = fields["options"]
     unknown = sorted(repr(key[:50]) for key in options if key not in OPTIONS)
     if unknown:
         return f"option(s) {', '.join(unknown)} not accepted (only {', '.join(OPTIONS)})"
@@ -127,6 +141,10 @@ def check_fields(fields: dict[str, Any], *, max_payload_bytes: int) -> str:
         kind = OPTIONS[name]
         if not isinstance(value, kind) or isinstance(value, bool):
             return f"option {name!r} must be {kind.__name__}, not {type(value).__name__}"
+    if "traceparent" in options:  # the enqueue's trace context: exactly a W3C traceparent, nothing else
+        problem = traceparent_problem(options["traceparent"])
+        if problem:
+            return f"option 'traceparent' {problem}"
     retries = options.get("retries", 0)
     if not 0 <= retries <= MAX_RETRIES_OPTION:
         return f"option 'retries' is {retries}, not between 0 and {MAX_RETRIES_OPTION}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from .conf import jobs_settings
+from .tracing import RunIdFilter
 from .utils import scrub
 
 
@@ -21,9 +22,9 @@ class ScrubPasswordFilter(logging.Filter):
         return True
 
 
-def configure_worker_logging(level: int = logging.INFO) -> None:
+def configure_worker_logging(level: int = logging.INFO, *, add_handler: bool = True) -> None:
     root = logging.getLogger()
-    if not root.handlers:
+    if add_handler and not root.handlers:
         stream = logging.StreamHandler()
         stream.setFormatter(
             logging.Formatter(
@@ -35,4 +36,6 @@ def configure_worker_logging(level: int = logging.INFO) -> None:
     for handler in root.handlers:
         if not any(isinstance(f, ScrubPasswordFilter) for f in handler.filters):
             handler.addFilter(ScrubPasswordFilter())
+        if not any(isinstance(f, RunIdFilter) for f in handler.filters):
+            handler.addFilter(RunIdFilter())  # record.run_id for structured formatters
     logging.getLogger("pika").setLevel(logging.WARNING)

@@ -53,6 +53,9 @@ class Task:
     description: str = ""
     #: -100..100 (Django's scale); ordering within a queue when FUSION_JOBS_MAX_PRIORITY is set.
     priority: int = 0
+    #: A plain Dramatiq actor (fusion_jobs.dramatiq_actors): its messages may carry positional
+    #: arguments, bound to keywords by the function's signature before anything else reads them.
+    binds_positional: bool = False
     signature: inspect.Signature = field(init=False, repr=False)
     # What check_arguments() needs from the signature, worked out once: enqueue() is a hot path.
     _accepted: frozenset[str] = field(init=False, repr=False)
@@ -103,6 +106,27 @@ class Task:
         from .conf import jobs_settings
 
         return self.max_retries if self.max_retries is not None else int(jobs_settings.DEFAULT_MAX_RETRIES)
+
+    def bind_positional(self, args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``args`` and ``kwargs`` as keywords only, by the function's signature (TaskArgumentsError if they don't fit).
+
+        Plain Dramatiq actors are sent as ``add.send(1, 2)``; fusion-jobs stores and runs keywords.
+        """
+        try:
+            bound = self.signature.bind_partial(*args, **kwargs)
+        except TypeError as exc:
+            raise TaskArgumentsError(f"{self.name}: {exc}") from None
+        keywords: dict[str, Any] = {}
+        for name, value in bound.arguments.items():
+            kind = self.signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                if value:
+                    raise TaskArgumentsError(f"{self.name}: *{name} cannot be passed as keywords")
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                keywords.update(value)
+            else:
+                keywords[name] = value
+        return keywords
 
     def check_arguments(self, kwargs: dict[str, Any], *, label: str = "") -> None:
         """Raise TaskArgumentsError when the function cannot be called with ``kwargs``.
@@ -266,6 +290,10 @@ def get_task(name_or_task: str | Task) -> Task:
     path = getattr(name_or_task, "module_path", None)
     if isinstance(path, str) and path in _registry:
         return _registry[path]
+    # A Dramatiq actor that fusion_jobs.dramatiq_actors adopted: by its actor name.
+    actor_name = getattr(name_or_task, "actor_name", None)
+    if isinstance(actor_name, str) and actor_name in _registry:
+        return _registry[actor_name]
     if not isinstance(name_or_task, str):
         raise UnknownTaskError(f"expected a task or a task name, got {type(name_or_task).__name__}")
     close = difflib.get_close_matches(name_or_task, list(_registry), n=3, cutoff=0.6)
