@@ -41,15 +41,17 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from .admin_workers import WorkerHeartbeatAdmin
 from .api import RunHandle, get_jobs_status, is_jobs_enabled, retry_run
 from .exceptions import PayloadError, TaskArgumentsError, UnknownTaskError
-from .models import TERMINAL_STATUSES, JobRun, JobsDashboard, RunStatus
+from .models import TERMINAL_STATUSES, JobRun, JobsDashboard, RunStatus, WorkerHeartbeat
 from .recording import cancel as cancel_runs_by_id
 from .recording import db_alias
 from .registry import all_tasks
 from .rollup import Cell
 from .scheduler import admin as _schedule_admin  # noqa: F401  (registers CronSchedule)
 from .stats import DashboardCharts, dashboard_charts
+from .workers import unconsumed_warnings
 
 #: Badge colours, readable with white text in the light and the dark admin theme.
 STATUS_COLOURS: dict[str, str] = {
@@ -853,6 +855,8 @@ class JobRunAdmin(ReadOnlyAdmin):
             "window_label": label,
             "windows": [(k, v[0]) for k, v in DASHBOARD_WINDOWS.items()],
             "jobs": get_jobs_status(),
+            "worker_warnings": unconsumed_warnings(),
+            "workers_url": reverse("admin:fusion_jobs_workerheartbeat_changelist"),
             "changelist_url": reverse("admin:fusion_jobs_jobrun_changelist"),
             "media": self.media,
         }
@@ -1135,3 +1139,4 @@ class JobsDashboardAdmin(ReadOnlyAdmin):
         return HttpResponseRedirect(reverse("admin:fusion_jobs_jobrun_dashboard"))
 
 
+admin.site.register(WorkerHeartbeat, WorkerHeartbeatAdmin)

@@ -339,6 +339,26 @@ SETTINGS: dict[str, Setting] = {
         "Skipped ticks recorded as `skipped` runs per catch-up; the others are counted in one run's reason.",
         low=0,
     ),
+    "WORKER_HEARTBEAT": Setting(
+        5.0,
+        float,
+        "Seconds between two heartbeats of a worker process or `runcrons` (one upsert each): stale after 3 missed, gone after 60; also how often they look for new migrations.",
+        low=0,
+        low_open=True,
+        high=3600,
+    ),
+    "WORKER_FORGET_AFTER": Setting(
+        86400.0,
+        float,
+        "Seconds after its last heartbeat a worker's registry row is deleted.",
+        low=0,
+        low_open=True,
+    ),
+    "RELOAD_ON_MIGRATE": Setting(
+        True,
+        bool,
+        "`rundramatiq` and `runcrons` replace their processes gracefully when a migration is applied after they started (in-flight runs finish first).",
+    ),
     "CRON_PRUNE_RUNS": Setting(
         "17 3 * * *",
         str,

@@ -19,6 +19,7 @@ from django.db.migrations.executor import MigrationExecutor
 from .api import get_jobs_status, is_jobs_enabled
 from .conf import jobs_settings, queue_namespace
 from .registry import all_tasks
+from .reloading import CodeWatch, Watch, migration_watch
 from .utils import mask_url
 from .worker_process import EXIT_BROKER_REFUSED, EXIT_CONFIG, SUPERVISOR_ENV
 
@@ -160,15 +161,34 @@ class _Slot:
         self.backoff = 0.0
         self.restart_at: float | None = 0.0
         self.reload = False
+        #: Replaced processes finishing their running tasks (see :func:`replace_processes`).
+        self.draining: list[subprocess.Popen[bytes]] = []
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def signal(self, signum: int) -> None:
-        if self.alive():
-            assert self.proc is not None
+        for proc in [self.proc, *self.draining]:
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signum)
+
+
+def replace_processes(slots: Sequence[_Slot]) -> None:
+    """Replace every worker process without a pause in consuming: each gets SIGTERM and drains.
+
+    The old process stops taking messages, finishes its running tasks and hands its prefetched
+    messages back to RabbitMQ; its replacement (fresh code, fresh schema) starts at once next to
+    it. Used after a migration and by ``--reload``; SIGHUP instead stops, then restarts.
+    """
+    now = time.monotonic()
+    for slot in slots:
+        if slot.alive():
+            assert slot.proc is not None
             with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signum)
+                slot.proc.send_signal(signal.SIGTERM)
+            slot.draining.append(slot.proc)
+            slot.proc, slot.restart_at, slot.backoff = None, now, 0.0
 
 
 def _describe_exit(code: int, hard_limit_exit: int, thread_died_exit: int) -> str:
@@ -185,13 +205,15 @@ def _describe_exit(code: int, hard_limit_exit: int, thread_died_exit: int) -> st
     return f"exit code {code}"
 
 
-def supervise(argv: list[str], env: dict[str, str], stdout: Output) -> int:
+def supervise(argv: list[str], env: dict[str, str], stdout: Output, *, code_reload: bool = False) -> int:
     """Run ``FUSION_JOBS_PROCESSES`` (from ``env``) worker processes, replacing each one that dies.
 
     The processes are independent: one that dies (killed, out of memory, ended by the hard time
     limit) is restarted alone, with a backoff that grows while it keeps dying, and the others
     keep consuming. Each dies with this supervisor (see :mod:`fusion_jobs.worker_process`).
-    SIGTERM and SIGINT stop them gracefully; SIGHUP restarts them all (gracefully). The database and
+    SIGTERM and SIGINT stop them gracefully; SIGHUP restarts them all (gracefully). Migrations
+    applied while running (``FUSION_JOBS_RELOAD_ON_MIGRATE``), and with ``code_reload`` a changed
+    source file, replace them all (:func:`replace_processes`), with one line. The database and
     the broker are checked first: a refused broker login exits 3 at once; a database that is
     down or not migrated, or a broker that is unreachable, is waited for.
     """
@@ -221,8 +243,16 @@ def supervise(argv: list[str], env: dict[str, str], stdout: Output) -> int:
     if refused is not None or stop.is_set():
         return refused or 0
     env = {**env, SUPERVISOR_ENV: str(os.getpid())}
+    watches: list[Watch] = [w for w in (migration_watch(), CodeWatch() if code_reload else None) if w]
     result = 0
     while True:
+        for watch in watches:
+            why = None if stop.is_set() else watch.changed()
+            if why:
+                stdout.write(f"fusion-jobs worker: {why}\n")
+                stdout.flush()
+                replace_processes(slots)
+                break
         now = time.monotonic()
         for slot in slots:
             if slot.proc is not None and not slot.alive() and slot.restart_at is None and not stop.is_set():
@@ -252,7 +282,9 @@ def supervise(argv: list[str], env: dict[str, str], stdout: Output) -> int:
             if not stop.is_set() and slot.restart_at is not None and now >= slot.restart_at:
                 slot.proc = subprocess.Popen(argv, env=env)
                 slot.started, slot.restart_at = time.monotonic(), None
-        if stop.is_set() and not any(slot.alive() for slot in slots):
+        for slot in slots:
+            slot.draining = [proc for proc in slot.draining if proc.poll() is None]
+        if stop.is_set() and not any(slot.alive() or slot.draining for slot in slots):
             return result
         time.sleep(0.1)
 
@@ -264,6 +296,7 @@ def run_worker(
     queues: Sequence[str] | None = None,
     prefetch: int | None = None,
     stdout: Output = sys.stdout,
+    code_reload: bool = False,
 ) -> int:
     """Print the configuration, then run and supervise the worker processes."""
     reason = disabled_reason()
@@ -290,4 +323,4 @@ def run_worker(
         f"processes={processes} threads={threads} prefetch={env['dramatiq_queue_prefetch']} tasks={len(tasks)} ({', '.join(sorted(tasks)) or 'none'})\n"
     )
     stdout.flush()
-    return supervise(worker_argv(threads=threads, queues=queues), env, stdout)
+    return supervise(worker_argv(threads=threads, queues=queues), env, stdout, code_reload=code_reload)

@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Any
 
 #: The supervisor's pid, so a child started just as its supervisor died notices at once.
 SUPERVISOR_ENV = "FUSION_JOBS_SUPERVISOR_PID"
@@ -57,6 +58,23 @@ def die_with_supervisor() -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, name="fusion-jobs-parent-watch", daemon=True).start()
+
+
+def start_heartbeat(broker: Any, queues: list[str] | None, threads: int) -> Any:
+    """Register this process in the workers registry and count its runs (``fusion_jobs.workers``)."""
+    from fusion_jobs.middleware.heartbeat import HeartbeatCounters  # after django.setup(), as bootstrap
+    from fusion_jobs.workers import Heartbeat
+
+    consumed = queues or [q for q in broker.get_declared_queues() if not q.endswith((".DQ", ".XQ"))]
+    heartbeat = Heartbeat(
+        "worker",
+        queues=consumed,
+        processes=int(os.environ.get("FUSION_JOBS_PROCESSES") or 1),
+        threads=threads,
+        supervisor_pid=int(os.environ.get(SUPERVISOR_ENV) or 0) or None,
+    )
+    broker.add_middleware(HeartbeatCounters(heartbeat))
+    return heartbeat.start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,12 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     worker = dramatiq.Worker(
         broker, queues=set(args.queues) if args.queues else None, worker_threads=args.threads
     )
+    heartbeat = start_heartbeat(broker, args.queues, args.threads)
     worker.start()
     logger.info("Worker process is ready for action.")
     while not stopping.wait(1.0):
         pass
     logger.info("worker process %s stopping: waiting for its running tasks", os.getpid())
+    heartbeat.draining = True
     worker.stop(timeout=SHUTDOWN_TIMEOUT_MS)
+    heartbeat.stop()
     broker.close()
     logger.info("worker process %s stopped", os.getpid())
     return 0

@@ -27,7 +27,7 @@ DATABASES = {
 
 SECRET_KEY = "tests-only-not-a-secret"  # example.settings has none with DEBUG off
 SECURE_SSL_REDIRECT = False  # the test client speaks plain HTTP (production redirects to HTTPS)
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp", "tests.integration.django_tasks.fjdt"]
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp", "tests.opsapp", "tests.integration.django_tasks.fjdt"]
 # Django's Tasks framework on fusion-jobs (tests/integration/django_tasks).
 TASKS = {"default": {"BACKEND": "fusion_jobs.backends.django_tasks.FusionJobsBackend"}}
 # Worker subprocesses started by the tests pass their broker here; the test process starts inline.

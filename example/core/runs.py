@@ -9,12 +9,10 @@ the run's own status (the result holds the document's).
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from django.utils import timezone
-
 from fusion_jobs.models import JobRun, RunStatus
+from fusion_jobs.workers import unconsumed_warnings
 
 #: The one word for each jobs mode on the pages (``get_jobs_status()["mode"]`` stays "broker"/"eager").
 MODE_WORDS = {"broker": "broker", "eager": "inline"}
@@ -39,21 +37,8 @@ def run_state(run: JobRun) -> tuple[str, str]:
 
 
 def no_worker_notice(threshold_seconds: int, *, enabled: bool) -> str:
-    """Say so when runs wait for a worker that does not come: queued runs older than the threshold and no
-    run started for as long. Empty when jobs run inline (no worker is needed) or all is well."""
+    """Say so when runs wait on a queue no live worker consumes (the workers registry), once they have
+    waited ``threshold_seconds``. Empty when jobs run inline (no worker is needed) or all is well."""
     if not enabled:
         return ""
-    since = timezone.now() - timedelta(seconds=threshold_seconds)
-    waiting = (
-        JobRun.objects.filter(status=RunStatus.QUEUED, mode="worker", enqueued_at__lt=since)
-        .exclude(next_attempt_at__gt=since)
-        .order_by()
-    )
-    count = waiting[:100].count()
-    if not count or JobRun.objects.filter(started_at__gte=since).exists():
-        return ""
-    many = "100+" if count >= 100 else str(count)
-    return (
-        f"{many} queued run(s) have waited over {threshold_seconds} s and no run has started for as long: "
-        "is a worker running? Start one with python manage.py rundramatiq."
-    )
+    return " ".join(unconsumed_warnings(min_wait=threshold_seconds))

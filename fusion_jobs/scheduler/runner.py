@@ -21,8 +21,10 @@ whichever process leads. Start-up only declares: runtime schedules are left as t
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,14 +32,16 @@ from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.executors.base import BaseExecutor, run_job
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.schedulers.blocking import BlockingScheduler
-from django.db import DatabaseError, InterfaceError
+from django.db import DatabaseError, InterfaceError, connections
 from django.db.models import Count, Max
 from django.utils import timezone
 
 from ..conf import jobs_settings
 from ..exceptions import PublishError
 from ..models import CronSchedule
+from ..reloading import Watch, migration_watch
 from ..worker import Output, disabled_reason
+from ..workers import Heartbeat
 from . import firing
 from .jobstore import DjangoJobStore, refresh_connections
 from .lease import Lease
@@ -122,12 +126,21 @@ class CronScheduler(BlockingScheduler):
         self.publish_fn = publish_fn
         self._standby_announced = False
         self._seen: tuple[int, datetime | None] | None = None
+        #: Set when a watch asked for a fresh process (migrations applied): run_crons re-executes.
+        self.watches: list[Watch] = []
+        self.replace_reason: str | None = None
 
     def _wait(self) -> float:
         # Renew well within the lease's lifetime, however long the poll interval.
         return max(0.05, min(self.poll_interval, self.lease.ttl / 3))
 
     def _process_jobs(self) -> float | None:
+        for watch in self.watches:
+            why = watch.changed()
+            if why:
+                self.replace_reason = why
+                self.shutdown(wait=False)
+                return None
         try:
             refresh_connections()
             leader = self.lease.acquire()
@@ -297,6 +310,8 @@ def run_crons(
     from ..relay import start_relay_thread
 
     scheduler = CronScheduler(lease=lease, poll_interval=poll, clock=clock)
+    scheduler.watches = [w for w in (migration_watch(),) if w]
+    heartbeat = Heartbeat("crons", info=lambda: {"leader": lease.held, "lease": lease.name}).start()
     stop_relay = start_relay_thread()  # other runs that never reached the broker (see fusion_jobs.relay)
 
     def stop(signum: int, frame: object) -> None:
@@ -313,6 +328,28 @@ def run_crons(
             lease.release()
         except (DatabaseError, InterfaceError):
             logger.warning("could not release the lease; it expires in %.0f s", lease.ttl)
-        stdout.write("fusion-jobs crons: stopped\n")
+        heartbeat.stop()
+        if scheduler.replace_reason is None:
+            stdout.write("fusion-jobs crons: stopped\n")
         stdout.flush()
+    if scheduler.replace_reason is not None:
+        stop_relay.set()
+        stdout.write(f"fusion-jobs crons: {scheduler.replace_reason}\n")
+        stdout.flush()
+        restart_self()
     return 0
+
+
+def restart_self() -> None:
+    """Replace this process with a fresh ``runcrons`` (same command line): new code, new schema.
+
+    Called once the scheduler has stopped between rounds and the lease is released, so nothing is
+    in flight; a standby may take the lease meanwhile, which is as safe as any takeover.
+    """
+    for thread in threading.enumerate():
+        if thread.name == "fusion-jobs-relay":  # stopped above: let it finish the publish it is in
+            thread.join(timeout=10)
+    connections.close_all()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, list(sys.orig_argv))

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from example.documents.models import Document
 from example.sandbox.models import SandboxRun
-from fusion_jobs.models import JobRun
+from fusion_jobs.models import JobRun, WorkerHeartbeat
 
 pytestmark = pytest.mark.django_db
 
@@ -112,11 +112,14 @@ def test_the_page_says_when_no_worker_is_running(settings: Any, client: Client) 
     stuck = client.get("/sandbox/jobs/status.json").json()["no_worker"]
     page = client.get("/sandbox/jobs/").content.decode()
 
-    assert stuck.startswith("1 queued run(s) have waited over 60 s and no run has started for as long")
-    assert "python manage.py rundramatiq" in stuck and stuck in page
+    assert stuck.startswith("1 run queued on `default` for 5 min; no worker consuming it has ever registered")
+    assert "manage.py rundramatiq" in stuck and stuck in page
 
-    JobRun.objects.create(task_name="demo-hello", status="running", mode="worker", started_at=timezone.now())
-    assert client.get("/sandbox/jobs/status.json").json()["no_worker"] == ""  # a worker is picking runs up
+    now = timezone.now()  # a live worker on the queue (the workers registry, fusion_jobs.workers)
+    WorkerHeartbeat.objects.create(
+        id="worker:h:1", host="h", pid=1, queues=["default"], started_at=now, last_seen_at=now
+    )
+    assert client.get("/sandbox/jobs/status.json").json()["no_worker"] == ""
 
 
 def test_no_worker_notice_only_with_a_broker(client: Client) -> None:
@@ -171,4 +174,4 @@ def test_the_documents_pages_say_when_no_worker_is_running(settings: Any, client
     )
 
     for url in ("/documents/", f"/documents/{document.pk}/"):
-        assert "is a worker running?" in client.get(url).content.decode(), url
+        assert "no worker consuming it has ever registered" in client.get(url).content.decode(), url

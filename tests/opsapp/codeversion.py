@@ -1,0 +1,3 @@
+"""Rewritten by the ``rundramatiq --reload`` test (and restored): the code a fresh process loads."""
+
+VERSION = "original"
