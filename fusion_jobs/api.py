@@ -14,7 +14,8 @@ from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
-from .conf import jobs_settings, queue_namespace
+from . import tracing
+from .conf import broker_queue, jobs_settings, queue_namespace
 from .exceptions import FusionJobsError, PayloadError, PublishError
 from .registry import Task, all_tasks, get_task
 from .utils import json_roundtrip, mask_url
@@ -158,10 +159,23 @@ def _start_time(when: Any) -> datetime:
     return when
 
 
-def _enqueue_validated(
+def _enqueue_validated(task_obj: Task, payload: dict[str, Any], **options: Any) -> RunHandle:
+    """Enqueue a checked run, inside a producer span when tracing is on (``fusion_jobs.tracing``)."""
+    run_id = str(uuid.uuid4())
+    if not tracing.enabled():
+        return _enqueue_row(task_obj, payload, run_id=run_id, traceparent=None, **options)
+    queued = bool(options.get("force_queue")) or is_jobs_enabled()
+    queue = broker_queue(task_obj.effective_queue)
+    with tracing.producer_span(task_obj.name, queue, run_id, queued=queued) as traceparent:
+        return _enqueue_row(task_obj, payload, run_id=run_id, traceparent=traceparent, **options)
+
+
+def _enqueue_row(
     task_obj: Task,
     payload: dict[str, Any],
     *,
+    run_id: str,
+    traceparent: str | None,
     enqueued_by: str,
     retry_of: Any = None,
     cron: Any = None,
@@ -177,7 +191,6 @@ def _enqueue_validated(
     queued = force_queue or is_jobs_enabled()
     # enqueue_at() with a start ahead: the row is all there is until the relay publishes it.
     deferred = queued and not_before is not None and not_before > timezone.now()
-    run_id = str(uuid.uuid4())
     parent = current_run_id()
     if parent and not enqueued_by.startswith(("admin", "cron")):
         enqueued_by = f"run {parent}"
@@ -212,7 +225,9 @@ def _enqueue_validated(
     elif queued:
         _after_commit(
             alias,
-            lambda may_raise: _publish_or_fallback(task_obj, handle, payload, on_publish_error, may_raise),
+            lambda may_raise: _publish_or_fallback(
+                task_obj, handle, payload, on_publish_error, may_raise, traceparent=traceparent
+            ),
         )
     else:
         _after_commit(alias, lambda may_raise: _raise(_run_here(task_obj, handle, payload), may_raise))
@@ -354,13 +369,15 @@ def _publish_or_fallback(
     payload: dict[str, Any],
     policy: str | None = None,
     may_raise: bool = True,
+    *,
+    traceparent: str | None = None,
 ) -> None:
     from .backends.broker import publish
     from .models import JobRun, RunMode, RunStatus
     from .recording import db_alias, mark_published
 
     try:
-        publish(task_obj, handle.run_id, payload)
+        publish(task_obj, handle.run_id, payload, traceparent=traceparent)
     except PublishError as exc:
         policy = policy or str(jobs_settings.ON_PUBLISH_ERROR)
         rows = JobRun.objects.using(db_alias()).filter(pk=handle.run_id, status=RunStatus.QUEUED)

@@ -278,6 +278,31 @@ SETTINGS: dict[str, Setting] = {
     ),
     "PROCESSES": Setting(2, int, "Worker processes started by `rundramatiq`.", low=1, high=1024),
     "THREADS": Setting(8, int, "Threads per worker process started by `rundramatiq`.", low=1, high=4096),
+    "METRICS_PORT": Setting(
+        0,
+        int,
+        "Port on which `rundramatiq` serves its worker processes' Prometheus metrics (`--metrics-port`; needs the `metrics` extra). 0: not served.",
+        low=0,
+        high=65535,
+    ),
+    "METRICS_ADDRESS": Setting(
+        "127.0.0.1",
+        str,
+        "Address the metrics port binds to; `0.0.0.0` exposes it to the network (the page has no authentication).",
+        pattern=r"[0-9A-Za-z.:-]+",
+        expect="an IP address or host name, e.g. 127.0.0.1",
+    ),
+    "METRICS_TOKEN": Setting(
+        "",
+        str,
+        "Bearer token accepted by the database metrics view (`fusion_jobs.urls`) besides a staff session. Empty: staff only.",
+        secret=True,
+        validate=lambda value: (
+            None
+            if value == "" or re.fullmatch(r"[!-~]{16,4096}", value)
+            else "a token must be 16 or more printable ASCII characters without spaces"
+        ),
+    ),
     "PROGRESS_INTERVAL": Setting(
         1.0, float, "Minimum seconds between two progress writes of one run.", low=0
     ),

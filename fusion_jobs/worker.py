@@ -18,6 +18,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from .api import get_jobs_status, is_jobs_enabled
 from .conf import jobs_settings, queue_namespace
+from .metrics import start_exporter
 from .registry import all_tasks
 from .reloading import CodeWatch, Watch, migration_watch
 from .utils import mask_url
@@ -296,6 +297,7 @@ def run_worker(
     queues: Sequence[str] | None = None,
     prefetch: int | None = None,
     stdout: Output = sys.stdout,
+    metrics_port: int | None = None,
     code_reload: bool = False,
 ) -> int:
     """Print the configuration, then run and supervise the worker processes."""
@@ -323,4 +325,16 @@ def run_worker(
         f"processes={processes} threads={threads} prefetch={env['dramatiq_queue_prefetch']} tasks={len(tasks)} ({', '.join(sorted(tasks)) or 'none'})\n"
     )
     stdout.flush()
+    port = int(jobs_settings.METRICS_PORT) if metrics_port is None else metrics_port
+    if port:
+        address = str(jobs_settings.METRICS_ADDRESS)
+        try:
+            exporter = start_exporter(port, address)
+        except (RuntimeError, OSError) as exc:
+            stdout.write(f"fusion-jobs worker: cannot serve metrics on {address}:{port}: {exc}\n")
+            stdout.flush()
+            return EXIT_CONFIG
+        env.update(exporter.child_env())
+        stdout.write(f"fusion-jobs worker: Prometheus metrics on http://{address}:{exporter.port}/metrics\n")
+        stdout.flush()
     return supervise(worker_argv(threads=threads, queues=queues), env, stdout, code_reload=code_reload)

@@ -37,3 +37,9 @@ FUSION_JOBS_RETRY_MAX_BACKOFF = 1.0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MEDIA_ROOT = os.environ.get("FUSION_JOBS_TEST_MEDIA", "/tmp/fusion-jobs-test-media")
 DOCUMENTS_EMBEDDER = "hashing"  # fast and deterministic; one test opts into WordLlama
+
+# Worker subprocesses of tests/test_tracing.py export their spans to this file (JSON lines).
+if os.environ.get("FUSION_JOBS_TEST_SPAN_FILE"):
+    from tests.span_file_exporter import install_from_env
+
+    install_from_env()

@@ -18,6 +18,7 @@ from dramatiq.common import dq_name, xq_name
 from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import TimeLimit
 
+from .. import metrics
 from ..conf import broker_queue, jobs_settings
 from ..encoder import StrictJSONEncoder
 from ..exceptions import PublishError, TaskArgumentsError
@@ -148,14 +149,26 @@ def _middleware() -> list[Any]:
     from ..middleware.db import DbConnections
     from ..middleware.hard_limit import HardTimeLimit
     from ..middleware.lifecycle import RunLifecycle
+    from ..middleware.metrics import RunMetrics
     from ..middleware.relay import OutboxRelay
     from ..middleware.single_flight import SingleFlight
+    from ..middleware.tracing import RunTracing
 
     # Order matters: Dramatiq runs ``after_*`` hooks in reverse, so DbConnections closes stale
     # connections first and last, and RunLifecycle writes the outcome before the ack.
     # SingleFlight comes before RunLifecycle: a run it skips never goes ``running``, and its
-    # lock is released only after the outcome is written.
-    return [DbConnections(), TimeLimit(), HardTimeLimit(), SingleFlight(), RunLifecycle(), OutboxRelay()]
+    # lock is released only after the outcome is written. RunMetrics and RunTracing come after
+    # RunLifecycle: they see only attempts it started, and end before it records the outcome.
+    return [
+        DbConnections(),
+        TimeLimit(),
+        HardTimeLimit(),
+        SingleFlight(),
+        RunLifecycle(),
+        RunMetrics(),
+        RunTracing(),
+        OutboxRelay(),
+    ]
 
 
 def get_broker() -> RabbitmqBroker:
@@ -312,13 +325,26 @@ def _publish_raw(broker: RabbitmqBroker, messages: list[tuple[Any, int | None]])
                 raise
 
 
-def publish(task_obj: Task, run_id: str, kwargs: dict[str, Any], *, delay_ms: int | None = None) -> None:
-    """Publish one message with publisher confirms; PublishError (password-free) on any failure."""
-    publish_many([(task_obj, run_id, kwargs, delay_ms)])
+def publish(
+    task_obj: Task,
+    run_id: str,
+    kwargs: dict[str, Any],
+    *,
+    delay_ms: int | None = None,
+    traceparent: str | None = None,
+) -> None:
+    """Publish one message with publisher confirms; PublishError (password-free) on any failure.
+
+    ``traceparent``: the W3C trace context of the enqueue (``fusion_jobs.tracing``), carried as an option.
+    """
+    publish_many([(task_obj, run_id, kwargs, delay_ms)], traceparents=[traceparent])
 
 
 def publish_many(
-    items: list[tuple[Task, str, dict[str, Any], int | None]], *, retries: list[int] | None = None
+    items: list[tuple[Task, str, dict[str, Any], int | None]],
+    *,
+    retries: list[int] | None = None,
+    traceparents: list[str | None] | None = None,
 ) -> None:
     """Publish several runs' messages, each confirmed by the broker; PublishError on any failure.
 
@@ -332,12 +358,16 @@ def publish_many(
         messages = []
         for index, (task_obj, run_id, kwargs, delay_ms) in enumerate(items):
             declare_actor(task_obj, broker)
-            options = {"retries": retries[index]} if retries and retries[index] else None
+            options: dict[str, Any] = {"retries": retries[index]} if retries and retries[index] else {}
+            if traceparents and traceparents[index]:
+                options["traceparent"] = traceparents[index]
             messages.append((_message(task_obj, run_id, kwargs, options), delay_ms))
         _publish_raw(broker, messages)
     except PublishError:
         raise
     except Exception as exc:
+        for queue in {task_obj.effective_queue for task_obj, *_ in items}:
+            metrics.publish_error(queue)
         detail = scrub(f"{type(exc).__name__}: {exc}", url)
         what = f"{items[0][0].name} run {items[0][1]}" if len(items) == 1 else f"{len(items)} runs"
         raise PublishError(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from ..context import RunContext, activate, deactivate
+from ..metrics import run_ended, run_started
 from ..models import RunMode, RunStatus
 from ..recording import Attempt, Skip, describe_exception, finish_failure, finish_success, start_attempt
 from ..registry import Task
+from ..tracing import start_consumer
 
 logger = logging.getLogger("fusion_jobs.inline")
 
@@ -68,14 +71,23 @@ def _execute(
 ) -> InlineOutcome:
     ctx = RunContext(attempt)
     token = activate(ctx)
+    span = start_consumer(task.name, task.effective_queue, run_id, attempt.attempt, system="fusion_jobs")
+    started = time.monotonic()
+    run_started(task.name, task.effective_queue)
     try:
         task.check_arguments(kwargs)
         result = task.fn(**kwargs)
     except Exception as exc:
+        run_ended(task.name, task.effective_queue, "failed", time.monotonic() - started)
+        if span is not None:
+            span.end(exc)
         finish_failure(attempt, exc, durable=durable)
         logger.exception("inline run %s of task %s failed", run_id, task.name)
         return InlineOutcome(RunStatus.FAILED, error=describe_exception(exc)[0], exception=exc)
     finally:
         deactivate(token)
+    run_ended(task.name, task.effective_queue, "succeeded", time.monotonic() - started)
+    if span is not None:
+        span.end()
     finish_success(attempt, result, durable=durable)
     return InlineOutcome(RunStatus.SUCCEEDED, result=result)

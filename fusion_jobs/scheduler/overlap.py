@@ -5,13 +5,15 @@ free of Dramatiq imports so the inline path stays light.
 
 * **Single-flight** (``@task(single_flight=True)``, or a function of the task's arguments that
   returns a key): at most one run per key executes at a time, across all workers and processes.
-  On PostgreSQL it is ``pg_try_advisory_lock`` on a 64-bit hash of the key, taken on a dedicated
-  connection held for the run, so neither the task closing its own connection
-  (``close_old_connections`` in a long loop) nor Django recycling it can drop the lock early, and
-  a dead worker's lock goes with its connection. Elsewhere (SQLite in development) it is a lock
-  row in ``WorkerLease`` that expires after the task's timeout plus the stuck grace. Session
-  locks need a session: behind a transaction-pooling proxy, point the workers at PostgreSQL
-  directly (or a session-pooled port).
+  On PostgreSQL it is ``pg_try_advisory_xact_lock`` on a 64-bit hash of the key, taken in a
+  transaction left open on a dedicated connection for the run, so neither the task closing its
+  own connection (``close_old_connections`` in a long loop) nor Django recycling it can drop the
+  lock early, and a dead worker's lock goes with its connection. A transaction-scoped lock, not
+  a session lock: a transaction-pooling proxy (PgBouncer ``pool_mode=transaction``) keeps one
+  server connection for a whole transaction, but hands a session's server connection to other
+  clients between transactions, where a session lock would leak and be re-entered by them.
+  Elsewhere (SQLite in development) it is a lock row in ``WorkerLease`` that expires after the
+  task's timeout plus the stuck grace.
 * **Stale ticks**: a cron run a worker picks up long after its tick, when a newer tick is due
   or past, is skipped: later than the schedule's ``max_lateness`` when it has one, else, for a
   single-flight task, later than the schedule's interval (the next tick).
@@ -91,11 +93,13 @@ def lock_id(key: str) -> int:
 
 
 def _pg_lock(alias: str, key: str) -> Callable[[], None] | None:
+    """The lock in a transaction kept open (idle, no snapshot held) until ``release`` rolls it back."""
     connection = connections.create_connection(alias)
     number = lock_id(key)
     try:
+        connection.set_autocommit(False)
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [number])
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [number])
             (locked,) = cursor.fetchone()
     except Exception:
         connection.close()
@@ -106,8 +110,7 @@ def _pg_lock(alias: str, key: str) -> Callable[[], None] | None:
 
     def release() -> None:
         try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [number])
+            connection.rollback()
         finally:
             connection.close()
 

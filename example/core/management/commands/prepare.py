@@ -23,11 +23,14 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=options["verbosity"])
         username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "").strip()
         password = os.environ.get("DJANGO_SUPERUSER_PASSWORD", "")
-        if not username and not password:
-            self.stdout.write("prepare: no DJANGO_SUPERUSER_USERNAME/PASSWORD set; no admin user created")
+        if not password:
+            # Compose passes a default username with an empty password: migrating must still succeed.
+            self.stdout.write("prepare: no DJANGO_SUPERUSER_PASSWORD set; no admin user created")
             return
-        if not (username and password):
-            raise CommandError("prepare: set both DJANGO_SUPERUSER_USERNAME and DJANGO_SUPERUSER_PASSWORD")
+        if not username:
+            raise CommandError(
+                "prepare: DJANGO_SUPERUSER_PASSWORD is set but DJANGO_SUPERUSER_USERNAME is empty"
+            )
         users = get_user_model()
         if users._default_manager.filter(**{users.USERNAME_FIELD: username}).exists():
             self.stdout.write(f"prepare: admin user {username!r} exists; left unchanged")
