@@ -285,6 +285,13 @@ SETTINGS: dict[str, Setting] = {
         low=0,
         high=65535,
     ),
+    "CRON_METRICS_PORT": Setting(
+        0,
+        int,
+        "Port on which `runcrons` serves its Prometheus metrics (ticks fired, late, skipped; lease held). 0: not served.",
+        low=0,
+        high=65535,
+    ),
     "METRICS_ADDRESS": Setting(
         "127.0.0.1",
         str,

@@ -92,16 +92,16 @@ def _build() -> dict[str, Any]:
             ("task",),
         ),
         "cron_fired": pc.Counter(
-            "fusion_jobs_cron_ticks_fired", "Cron ticks that enqueued a run.", ("schedule",)
+            "fusion_jobs_cron_ticks_fired", "Cron ticks that enqueued a run on time.", ("schedule",)
         ),
         "cron_late": pc.Counter(
             "fusion_jobs_cron_ticks_late",
-            "Cron ticks fired after their time (still within the grace, or caught up).",
+            "Cron ticks fired more than FUSION_JOBS_CRON_GRACE after their time (a catch-up).",
             ("schedule",),
         ),
         "cron_skipped": pc.Counter(
             "fusion_jobs_cron_ticks_skipped",
-            "Cron ticks not fired (missed past the grace, or overlapping a running tick).",
+            "Missed cron ticks the misfire policy did not fire (recorded as skipped runs).",
             ("schedule",),
         ),
         "cron_lease": pc.Gauge(
@@ -178,11 +178,11 @@ def lost_attempt(task: str) -> None:
         m["lost"].labels(task).inc()
 
 
-def cron_tick(schedule: str, event: str) -> None:
-    """``event``: ``fired``, ``late`` (also fired) or ``skipped``."""
+def cron_tick(schedule: str, event: str, count: int = 1) -> None:
+    """``event``: ``fired`` (on time), ``late`` (fired past the grace: a catch-up) or ``skipped``."""
     m = _get()
-    if m is not None:
-        m[f"cron_{event}"].labels(schedule).inc()
+    if m is not None and count:
+        m[f"cron_{event}"].labels(schedule).inc(count)
 
 
 def cron_lease(held: bool) -> None:
@@ -266,3 +266,13 @@ def start_exporter(port: int, address: str) -> Exporter:
 def worker_env_directory() -> str | None:
     """The multiprocess directory this process writes to, when started by an exporting supervisor."""
     return os.environ.get(MULTIPROC_ENV) or None
+
+
+def serve_process_metrics(port: int, address: str) -> None:
+    """Serve this single process's metrics (``runcrons``: one process, no multiprocess directory)."""
+    if prometheus_client is None:
+        raise RuntimeError(
+            "metrics need prometheus-client, which is not installed (pip install 'fusion-jobs[metrics]')"
+        )
+    _get()  # every family is listed from the first scrape, zeros included
+    prometheus_client.start_http_server(port, address)

@@ -26,6 +26,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from . import metrics
 from .conf import jobs_settings
 from .models import TERMINAL_STATUSES, JobRun, RunMode, RunStatus
 from .utils import clean_text, scrub, to_json_result
@@ -169,6 +170,7 @@ def _apply_start(
             op.outcome = Skip("a live attempt is already running this run (duplicate delivery)")
             return None
         row.lost_attempts += 1
+        metrics.lost_attempt(op.task_name)
         row.attempt_log = [
             *row.attempt_log,
             _log_entry(row, "lost", now, "worker died mid-run (message redelivered)"),

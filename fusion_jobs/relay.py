@@ -32,6 +32,7 @@ from django.db import DatabaseError, close_old_connections, transaction
 from django.db.models import Case, DateTimeField, Value, When
 from django.utils import timezone
 
+from . import metrics
 from .conf import jobs_settings
 from .exceptions import PublishError, UnknownTaskError
 from .models import JobRun, RunMode, RunStatus
@@ -178,6 +179,7 @@ def relay_once(*, limit: int = 500, now: datetime | None = None, min_age: float 
         if len(claimed) < CHUNK_SIZE:
             break
     if published:
+        metrics.relay_published(published)
         logger.info("relay published %d waiting run(s)", published)
     return published
 

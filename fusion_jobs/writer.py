@@ -19,6 +19,7 @@ import time
 
 from django.db import OperationalError, close_old_connections, connections
 
+from . import metrics
 from .recording import Op, apply_batch
 
 logger = logging.getLogger("fusion_jobs.writer")
@@ -174,6 +175,7 @@ class BatchWriter:
                         pending.error = single
             finally:
                 last_batch_end, last_batch_size = time.monotonic(), len(batch)
+                metrics.writer_batch(len(batch))
                 for pending in batch:
                     pending.done.release()
         self._drain_after_stop(source)

@@ -33,6 +33,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from .. import metrics
 from ..conf import jobs_settings
 from ..exceptions import CronError, PublishError, UnknownTaskError
 from ..models import CronSchedule, JobRun, RunMode, RunStatus
@@ -274,6 +275,7 @@ def fire_schedule(
         plan.skip = sorted([*plan.skip, *((tick, reason) for tick in plan.fire)])
         plan.fire = []
     result.skipped = _record_skipped(schedule, task_obj, plan.skip, by)
+    metrics.cron_tick(name, "skipped", len(plan.skip) + plan.unrecorded)
     if result.skipped or plan.unrecorded:
         logger.warning(
             "cron %s: %d missed tick(s) skipped (misfire=%s%s)%s",
@@ -292,6 +294,8 @@ def fire_schedule(
             logger.debug("cron %s tick %s was claimed by another scheduler", name, tick.isoformat())
             continue
         result.fired.append((tick, str(run.pk)))
+        late = (now - tick).total_seconds() > float(jobs_settings.CRON_GRACE)
+        metrics.cron_tick(name, "late" if late else "fired")
         last = (tick, run)
         logger.info(
             "cron %s fired tick %s (%s late) -> %s run %s",

@@ -36,6 +36,7 @@ from django.db import DatabaseError, InterfaceError, connections
 from django.db.models import Count, Max
 from django.utils import timezone
 
+from .. import metrics
 from ..conf import jobs_settings
 from ..exceptions import PublishError
 from ..models import CronSchedule
@@ -144,6 +145,7 @@ class CronScheduler(BlockingScheduler):
         try:
             refresh_connections()
             leader = self.lease.acquire()
+            metrics.cron_lease(leader)
         except (DatabaseError, InterfaceError) as exc:
             logger.warning("database unavailable (%s); retrying in %.0f s", exc, self._wait())
             return self._wait()
@@ -309,6 +311,12 @@ def run_crons(
 
     from ..relay import start_relay_thread
 
+    metrics_port = int(jobs_settings.CRON_METRICS_PORT)
+    if metrics_port:
+        address = str(jobs_settings.METRICS_ADDRESS)
+        metrics.serve_process_metrics(metrics_port, address)
+        stdout.write(f"fusion-jobs crons: Prometheus metrics on http://{address}:{metrics_port}/metrics\n")
+        stdout.flush()
     scheduler = CronScheduler(lease=lease, poll_interval=poll, clock=clock)
     scheduler.watches = [w for w in (migration_watch(),) if w]
     heartbeat = Heartbeat("crons", info=lambda: {"leader": lease.held, "lease": lease.name}).start()
