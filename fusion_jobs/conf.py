@@ -159,7 +159,8 @@ SETTINGS: dict[str, Setting] = {
     "BROKER_URL": Setting(
         "",
         str,
-        "RabbitMQ URL (`amqp://user:pass@host:5672/vhost`). Empty: jobs disabled, runs inline.",
+        "RabbitMQ URL (`amqp://user:pass@host:5672/vhost`). Empty: jobs disabled, runs inline. Unset: the "
+        "RabbitMQ URL of django-dramatiq's `DRAMATIQ_BROKER`, if there is one.",
         validate=_amqp_url_problem,
         check_id="fusion_jobs.E001",
         secret=True,
