@@ -85,11 +85,12 @@ class RunHandle:
 
 
 def _caller() -> str:
-    """``module:function`` of the first frame outside fusion_jobs: who enqueued, for the admin."""
+    """``module:function`` of the first frame outside fusion_jobs (and Dramatiq, for an actor's
+    ``send()``): who enqueued, for the admin."""
     frame = sys._getframe(2)
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
-        if not module.startswith("fusion_jobs"):
+        if not module.startswith(("fusion_jobs", "dramatiq.")):
             return f"{module}:{frame.f_code.co_name}"[:200]
         frame = frame.f_back  # type: ignore[assignment]
     return ""

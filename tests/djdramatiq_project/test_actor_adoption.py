@@ -100,6 +100,7 @@ def test_send_without_a_broker_runs_inline_with_a_run_row(
         message = actor.send(3, b=4)
     run = JobRun.objects.get(pk=message.message_id)
     assert (run.mode, run.status, run.kwargs, run.result) == ("inline", "succeeded", {"a": 3, "b": 4}, 7)
+    assert run.enqueued_by == f"{__name__}:test_send_without_a_broker_runs_inline_with_a_run_row"
     assert calls == [(3, 4)]
     delayed = actor.send_with_options(args=(1,), time_limit=10**9)  # ignored per message, logged
     assert JobRun.objects.get(pk=delayed.message_id).execution_timeout == 5.0
