@@ -1,5 +1,9 @@
 """Admin pages on a million runs: the run list, a filtered list and the dashboard, timed through Django.
 
+The dashboard's hour, day and week views include its SVG charts, read from the rollup
+(``fusion_jobs.rollup``), which the bench brings up to date first (a backfill of the whole seed
+the first time, timed and reported) as the ``fusion-jobs-rollup`` cron would.
+
 Seeds ``--rows`` JobRun rows (default 1,000,000) into its own PostgreSQL database
 ``fj_bench_admin`` with server-side ``INSERT ... SELECT generate_series`` in chunks, then times
 each page (median of ``--repeat`` requests after one warm-up) with the Django test client,
@@ -77,6 +81,7 @@ def seed(rows: int, reseed: bool) -> None:
             return
         log(f"seeding {rows:,} runs over the last 14 days, {CHUNK:,} per statement")
         cursor.execute("TRUNCATE fusion_jobs_jobrun CASCADE")
+        cursor.execute("TRUNCATE fusion_jobs_runrollup, fusion_jobs_rollupstate")
     started = time.monotonic()
     for low in range(0, rows, CHUNK):
         high = min(rows, low + CHUNK) - 1
@@ -155,6 +160,23 @@ FROM (
 """
 
 
+def refresh_rollup() -> dict[str, Any]:
+    """Bring the dashboard's rollup up to date, as the ``fusion-jobs-rollup`` cron does."""
+    from fusion_jobs.models import RunRollup
+    from fusion_jobs.rollup import refresh_rollup as refresh
+
+    started = time.monotonic()
+    result = refresh()
+    seconds = time.monotonic() - started
+    rows = RunRollup.objects.count()
+    log(f"rollup refreshed from {result.start:%Y-%m-%d %H:%M} in {seconds:.1f} s ({rows:,} rollup rows)")
+    started = time.monotonic()
+    refresh()  # what each cron tick costs once caught up: the last LAG minutes again
+    tick = time.monotonic() - started
+    log(f"a caught-up refresh (one cron tick) takes {tick * 1000:.0f} ms")
+    return {"refresh_seconds": round(seconds, 1), "tick_ms": round(tick * 1000, 1), "rows": rows}
+
+
 def measure(client: Any, url: str, repeat: int) -> dict[str, Any]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -197,6 +219,7 @@ def main() -> int:
     ensure_database()
     setup_django()
     seed(args.rows, args.reseed)
+    rollup = refresh_rollup()
 
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -223,12 +246,15 @@ def main() -> int:
         ("run list, failed + one task", f"{changelist}?status__exact=failed&task_name=bench-task-3", True),
         ("dashboard, last hour", dashboard, True),
         ("dashboard, last day", f"{dashboard}?window=24h", True),
+        ("dashboard, last week", f"{dashboard}?window=7d", True),
+        ("dashboard, last week, one task", f"{dashboard}?window=7d&task=bench-task-3", False),
         ("run list, page 50", f"{changelist}?p=50", False),
         ("run list, last 24 h", f"{changelist}?enqueued=24h", False),
         ("run list, search id prefix", f"{changelist}?q={str(sample.pk)[:8]}", False),
         ("run detail (failed run)", reverse("admin:fusion_jobs_jobrun_change", args=[sample.pk]), False),
     ]
     results = []
+    log("load average {:.2f} {:.2f} {:.2f} (1/5/15 min)".format(*os.getloadavg()))
     for name, url, required in pages:
         log(f"timing {name}: {url}")
         result = {"page": name, "required": required, **measure(client, url, args.repeat)}
@@ -257,6 +283,8 @@ def main() -> int:
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU",
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "rollup": rollup,
         "pages": results,
     }
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")

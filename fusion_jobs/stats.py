@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from .charts import Series, lines, nice_ceiling, stacked_bars
-from .rollup import Cell, floor_time, window_cells
+from .rollup import Cell, floor_time, window_summary
 
 #: key: (label, window, bucket seconds, label format)
 CHART_WINDOWS: dict[str, tuple[str, timedelta, int, str]] = {
@@ -208,13 +208,10 @@ def dashboard_charts(
     last = floor_time(now, resolution)
     count = int(window.total_seconds() // resolution)
     since = last - timedelta(seconds=resolution * (count - 1))
-    cells, mark = window_cells(since, now, resolution, task_name)
-    by_bucket: dict[datetime, Cell] = {}
-    by_task: dict[str, Cell] = {}
+    summary = window_summary(since, now, resolution, task_name)
+    by_bucket, by_task, mark = summary.by_bucket, summary.by_task, summary.mark
     total = Cell()
-    for (bucket, name), cell in cells.items():
-        by_bucket.setdefault(bucket, Cell()).merge(cell)
-        by_task.setdefault(name, Cell()).merge(cell)
+    for cell in by_task.values():
         total.merge(cell)
     points = []
     for i in range(count):

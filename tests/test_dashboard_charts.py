@@ -19,6 +19,7 @@ from fusion_jobs.models import JobRun, RunRollup
 from fusion_jobs.recording import StartOp, apply_batch, end_op_failure, end_op_success
 from fusion_jobs.rollup import (
     LAG,
+    Cell,
     Dist,
     bin_bounds,
     cells_from_rollup,
@@ -26,6 +27,8 @@ from fusion_jobs.rollup import (
     floor_time,
     hist_bin,
     refresh_rollup,
+    window_cells,
+    window_summary,
 )
 from fusion_jobs.stats import dashboard_charts
 
@@ -214,3 +217,23 @@ def test_stored_coarse_buckets_merge_like_minutes(known_runs: datetime) -> None:
     assert {k: (c.counts, c.duration.hist, c.wait.hist) for k, c in stored.items()} == {
         k: (c.counts, c.duration.hist, c.wait.hist) for k, c in direct.items()
     }
+
+
+def test_the_database_sums_like_python(known_runs: datetime) -> None:
+    """PostgreSQL sums the stored buckets in SQL; other databases merge them in Python: same numbers."""
+    refresh_rollup()
+    ended_run("t-alpha", "succeeded", timezone.now(), 5.0, 1.0)  # after the watermark: read from runs
+    now = timezone.now() + timedelta(seconds=1)
+    since = floor_time(now - timedelta(days=1), 900)
+    summary = window_summary(since, now, 900)
+    assert summary.mark is not None
+    cells, _ = window_cells(since, now, 900)
+    by_task: dict[str, Cell] = {}
+    for (_bucket, task), cell in cells.items():
+        by_task.setdefault(task, Cell()).merge(cell)
+
+    def shape(c: Cell) -> tuple[Any, ...]:
+        return (c.counts, c.duration.count, c.duration.hist, c.duration.low, c.wait.count, c.wait.hist)
+
+    assert {t: shape(c) for t, c in summary.by_task.items()} == {t: shape(c) for t, c in by_task.items()}
+    assert summary.by_task["t-alpha"].counts == {"succeeded": 4, "failed": 1}
