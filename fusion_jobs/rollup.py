@@ -406,7 +406,7 @@ def _stored_summary(
     alias: str, resolution: int, since: datetime, whole: datetime, mark: datetime, task_name: str | None
 ) -> Summary:
     source = _SOURCE_SQL.format(table=connections[alias].ops.quote_name(RunRollup._meta.db_table))
-    params = {
+    params: dict[str, Any] = {
         "res": resolution,
         "minute": MINUTE,
         "since": since,
