@@ -38,6 +38,7 @@ def _connection() -> pika.BlockingConnection:
 def namespace(settings: Any) -> Iterator[str]:
     """Jobs on, in a fresh queue namespace; its queues (and holding queues) deleted after."""
     name = f"fjq{uuid.uuid4().hex[:8]}"
+    settings.FUSION_JOBS_QUEUE_TYPE = "classic"  # the tests switch to quorum (also in the quorum pass)
     settings.FUSION_JOBS_BROKER_URL = BROKER_URL
     settings.FUSION_JOBS_QUEUE_NAMESPACE = name
     settings.FUSION_JOBS_ON_PUBLISH_ERROR = "raise"
