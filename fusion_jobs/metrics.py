@@ -276,3 +276,17 @@ def serve_process_metrics(port: int, address: str) -> None:
         )
     _get()  # every family is listed from the first scrape, zeros included
     prometheus_client.start_http_server(port, address)
+
+
+def exposed_names() -> set[str]:
+    """Every sample name the worker and cron metrics can expose (dashboards and docs are checked against it)."""
+    m = _get()
+    if m is None:
+        return set()
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    return {
+        family.name + suffix
+        for collector in m.values()
+        for family in collector.describe()
+        for suffix in suffixes[family.type]
+    }
