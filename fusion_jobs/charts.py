@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-WIDTH, HEIGHT = 600, 230
-LEFT, RIGHT, TOP, BOTTOM = 64, 14, 14, 44
+WIDTH, HEIGHT = 500, 230
+LEFT, RIGHT, TOP, BOTTOM = 58, 10, 22, 44
 PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 X_LABELS = 6
 
@@ -40,6 +40,18 @@ def nice_ceiling(value: float) -> float:
     return 10 * power
 
 
+def nice_scale(value: float, *, integer: bool = False) -> tuple[float, float]:
+    """An axis top and tick step for values up to ``value``: a 1, 2 or 5 step, at most 5 intervals."""
+    if value <= 0:
+        return (4.0, 1.0) if integer else (1.0, 0.25)
+    raw = value / 4
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    if integer:
+        step = max(1.0, float(math.ceil(step)))
+    return math.ceil(value / step - 1e-9) * step, step
+
+
 def _x(index: int, count: int) -> float:
     return LEFT + (index + 0.5) * PLOT_W / max(count, 1)
 
@@ -56,10 +68,12 @@ def _frame(
     x_label: str,
     labels: Sequence[str],
     top: float,
+    step: float,
     fmt: Callable[[float], str],
     body: SafeString,
     legend: Sequence[Series],
 ) -> SafeString:
+    levels = [step * i for i in range(round(top / step) + 1)]
     ticks = format_html_join(
         "",
         '<line class="fj-grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
@@ -68,30 +82,30 @@ def _frame(
             (
                 LEFT,
                 LEFT + PLOT_W,
-                f"{_y(top * i / 4, top):.1f}",
-                f"{_y(top * i / 4, top):.1f}",
+                f"{_y(level, top):.1f}",
+                f"{_y(level, top):.1f}",
                 LEFT - 6,
-                f"{_y(top * i / 4, top) + 4:.1f}",
-                fmt(top * i / 4),
+                f"{_y(level, top) + 4:.1f}",
+                fmt(level),
             )
-            for i in range(5)
+            for level in levels
         ),
     )
-    step = max(1, math.ceil(len(labels) / X_LABELS))
+    every = max(1, math.ceil(len(labels) / X_LABELS))
     x_ticks = format_html_join(
         "",
         '<text class="fj-tick" x="{}" y="{}" text-anchor="middle">{}</text>',
         (
-            (f"{_x(i, len(labels)):.1f}", TOP + PLOT_H + 16, label)
+            (f"{_x(i, len(labels)):.1f}", TOP + PLOT_H + 18, label)
             for i, label in enumerate(labels)
-            if i % step == 0
+            if i % every == 0
         ),
     )
     keys = format_html_join(
         "",
         '<g class="fj-key"><rect x="{}" y="4" width="10" height="10" fill="{}"/>'
         '<text class="fj-tick" x="{}" y="13">{}</text></g>',
-        ((LEFT + 8 + i * 130, s.colour, LEFT + 22 + i * 130, s.name) for i, s in enumerate(legend)),
+        ((LEFT + 8 + i * 135, s.colour, LEFT + 22 + i * 135, s.name) for i, s in enumerate(legend)),
     )
     return format_html(
         '<svg class="fj-chart" id="{id}" viewBox="0 0 {w} {h}" role="img" aria-labelledby="{id}-t {id}-d" '
@@ -138,7 +152,7 @@ def stacked_bars(
 ) -> SafeString:
     """One bar per label, the series stacked bottom to top; each segment's tooltip gives its count."""
     totals = [sum(s.values[i] or 0 for s in series) for i in range(len(labels))]
-    top = nice_ceiling(max(totals, default=0))
+    top, step = nice_scale(max(totals, default=0), integer=True)
     width = max(1.0, PLOT_W / max(len(labels), 1) * 0.8)
     parts = []
     for i, label in enumerate(labels):
@@ -164,7 +178,7 @@ def stacked_bars(
             )
             base += value
     body = format_html_join("", "{}", ((part,) for part in parts))
-    return _frame(chart_id, title, description, y_label, x_label, labels, top, fmt, body, series)
+    return _frame(chart_id, title, description, y_label, x_label, labels, top, step, fmt, body, series)
 
 
 def lines(
@@ -181,7 +195,7 @@ def lines(
 ) -> SafeString:
     """One line per series, broken where a value is missing; each point's tooltip gives its value."""
     values = [v for s in series for v in s.values if v is not None]
-    top = top or nice_ceiling(max(values, default=0))
+    top, step = (top, top / 4) if top else nice_scale(max(values, default=0))
     parts = []
     for s in series:
         segment: list[str] = []
@@ -216,4 +230,4 @@ def lines(
                     )
                 )
     body = format_html_join("", "{}", ((part,) for part in parts))
-    return _frame(chart_id, title, description, y_label, x_label, labels, top, fmt, body, series)
+    return _frame(chart_id, title, description, y_label, x_label, labels, top, step, fmt, body, series)

@@ -14,7 +14,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
-from .charts import Series, lines, nice_ceiling, stacked_bars
+from .charts import Series, lines, stacked_bars
 from .rollup import Cell, floor_time, window_summary
 
 #: key: (label, window, bucket seconds, label format)
@@ -150,7 +150,6 @@ class DashboardCharts:
             y_label="failed (% of executed)",
             x_label=self.x_label,
             fmt=lambda v: f"{v:.1f}%" if v % 1 else f"{v:.0f}%",
-            top=max(1.0, _percent_top(rates)),
         )
 
     def wait_chart(self) -> SafeString:
@@ -178,10 +177,6 @@ class DashboardCharts:
             x_label=self.x_label,
             fmt=lambda v: f"{v:g}",
         )
-
-
-def _percent_top(rates: list[float | None]) -> float:
-    return min(100.0, nice_ceiling(max((r * 100 for r in rates if r is not None), default=0)))
 
 
 def _unit(values: list[float]) -> tuple[str, float]:
