@@ -335,6 +335,9 @@ def run_worker(
             stdout.flush()
             return EXIT_CONFIG
         env.update(exporter.child_env())
-        stdout.write(f"fusion-jobs worker: Prometheus metrics on http://{address}:{exporter.port}/metrics\n")
+        stdout.write(
+            f"fusion-jobs worker: Prometheus metrics on http://{address}:{exporter.port}/metrics "
+            f"(multiprocess directory {exporter.directory})\n"
+        )
         stdout.flush()
     return supervise(worker_argv(threads=threads, queues=queues), env, stdout, code_reload=code_reload)

@@ -3,9 +3,11 @@ database gauges view (``fusion_jobs.urls``) with its authentication."""
 
 from __future__ import annotations
 
+import re
 import socket
 import urllib.request
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,6 +97,12 @@ def test_worker_metrics_after_a_known_workload_scraped_over_http(broker_settings
     assert value(found, "fusion_jobs_runs_in_progress", **rec) == 0
     assert value(found, "fusion_jobs_relay_published_total") >= 2  # the two retries
     assert value(found, "fusion_jobs_writer_batch_size_count") >= 1
+
+    # The supervisor's multiprocess directory goes with it.
+    directory = Path(re.search(r"multiprocess directory (\S+)\)", worker.output()).group(1))
+    assert directory.is_dir() and any(directory.glob("counter_*.db"))
+    worker.stop()
+    assert not directory.exists()
 
 
 @pytest.mark.broker
@@ -195,3 +203,41 @@ def test_metrics_view_serves_database_gauges_to_the_token_and_to_staff(
     as_staff = client.get("/jobs/metrics")
     assert as_staff.status_code == 200
     assert value(samples(as_staff.content.decode()), "fusion_jobs_runs_waiting", queue="default") == 2
+
+
+@pytest.mark.broker
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_worker_process_counts_a_lost_attempt_and_leaves_no_run_in_progress(
+    broker_settings, make_worker, settings
+):
+    """The replaced process's counters stay in the totals; its in-progress gauge is dropped."""
+    import os
+    import signal
+
+    from tests.testapp.models import Marker
+
+    settings.FUSION_JOBS_QUEUE_NAMESPACE = NAMESPACE
+    port = free_port()
+    worker = make_worker(
+        queues=("fj-crash",),
+        processes=1,
+        threads=1,
+        env={"FUSION_JOBS_METRICS_PORT": str(port), "FUSION_JOBS_QUEUE_NAMESPACE": NAMESPACE},
+    )
+    handle = fusion_jobs.enqueue("t-crashable", label="metrics-lost", seconds=3)
+    started = wait_for(lambda: Marker.objects.filter(label="metrics-lost:start").first(), what="attempt 1")
+    crash = {"task": "t-crashable", "queue": "fj-crash"}
+    assert value(scrape(port), "fusion_jobs_runs_in_progress", **crash) == 1
+    os.kill(started.value["pid"], signal.SIGKILL)  # the worker process, not the supervisor
+    wait_for(lambda: terminal(handle.run_id), timeout=60, what="the redelivered run to finish")
+
+    found = wait_for(
+        lambda: (lambda f: f if value(f, "fusion_jobs_runs_succeeded_total", **crash) else None)(
+            scrape(port)
+        ),
+        what="the redelivered attempt's success to be counted",
+    )
+    assert value(found, "fusion_jobs_lost_attempts_total", task="t-crashable") == 1
+    assert value(found, "fusion_jobs_runs_started_total", **crash) == 2  # the dead process's start stays
+    assert value(found, "fusion_jobs_runs_in_progress", **crash) == 0  # its running attempt does not
+    assert "exited (killed by SIGKILL" in worker.output()
