@@ -421,7 +421,11 @@ def _stored_summary(
             return summary.by_bucket.setdefault(bucket, Cell())
         return summary.by_task.setdefault(task or "", Cell())
 
-    with connections[alias].cursor() as cursor:
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        # A week expands to ~100k (bucket, bin) rows: JIT compilation would cost more than the query
+        # (its estimate of jsonb_each's rows crosses jit_above_cost), and the hash needs some memory.
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute("SET LOCAL work_mem = '32MB'")
         cursor.execute(_SCALARS_SQL.format(source=source), params)
         for bucket, task, *counts, d_sum, d_min, d_max, w_count, w_sum, w_min, w_max in cursor.fetchall():
             cell = cell_of(bucket, task)
