@@ -46,6 +46,7 @@ class Command(DjangoDramatiqCommand):
             raise SystemExit(code)
 
     def _run(self, processes: int | None, threads: int | None, options: dict[str, Any]) -> int:
+        # --reload is django-dramatiq's "--watch .": a changed loaded source file replaces the processes.
         return run_worker(
             processes=processes,
             threads=threads,
@@ -53,4 +54,5 @@ class Command(DjangoDramatiqCommand):
             prefetch=options["prefetch"],
             stdout=self.stdout,
             metrics_port=options["metrics_port"],
+            code_reload=bool(options["watch_dir"]),
         )
