@@ -59,7 +59,7 @@ def test_rundramatiq_prefetch_reaches_dramatiq_and_the_startup_line(settings, mo
     monkeypatch.delenv("dramatiq_queue_prefetch", raising=False)
     seen: dict[str, object] = {}
 
-    def fake_supervise(argv: list[str], env: dict[str, str], stdout: object) -> int:
+    def fake_supervise(argv: list[str], env: dict[str, str], stdout: object, **options: object) -> int:
         seen.update(argv=argv, prefetch=env["dramatiq_queue_prefetch"])
         return 0
 
