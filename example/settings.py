@@ -183,7 +183,7 @@ DOCUMENTS_INLINE_MAX_PAGES = int(os.environ.get("DOCUMENTS_INLINE_MAX_PAGES", "1
 # Per-user rate limits ("count/seconds") on the two actions that start work; see example/core/ratelimit.py.
 DOCUMENTS_UPLOAD_RATE_LIMIT = os.environ.get("DOCUMENTS_UPLOAD_RATE_LIMIT", "20/3600")
 SANDBOX_ENQUEUE_RATE_LIMIT = os.environ.get("SANDBOX_ENQUEUE_RATE_LIMIT", "10/60")
-# A queued run older than this, with no run started for as long, means no worker is running (sandbox notice).
+# Runs that waited this long on a queue no live worker consumes are named on the sandbox and documents pages.
 SANDBOX_NO_WORKER_AFTER_SECONDS = int(os.environ.get("SANDBOX_NO_WORKER_AFTER_SECONDS", "60"))
 # Request size: an oversized upload is refused from its Content-Length, before the body is read
 # (example/documents/uploads.py); other request bodies stay under Django's 2.5 MB default.

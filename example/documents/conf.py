@@ -61,5 +61,5 @@ def search_min_score() -> float | None:
 
 
 def no_worker_after_seconds() -> int:
-    """``SANDBOX_NO_WORKER_AFTER_SECONDS``, shared with the sandbox: when waiting runs mean no worker runs."""
+    """``SANDBOX_NO_WORKER_AFTER_SECONDS``, shared with the sandbox: how long runs wait before the no-worker notice."""
     return int(getattr(settings, "SANDBOX_NO_WORKER_AFTER_SECONDS", 60))
