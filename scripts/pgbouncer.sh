@@ -27,6 +27,11 @@ if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then
 fi
 bin=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
 mkdir -p "$dir"
+# PgBouncer 1.21+ keeps protocol-level prepared statements across transactions; older ones need
+# FUSION_JOBS_PREPARED_STATEMENTS off. DIR/prepared_statements says which (on/off).
+version=$("$bin" --version | head -n1 | grep -oE '[0-9]+\.[0-9]+' | head -n1)
+prepared=off
+if [ "$(printf '%s\n1.21\n' "$version" | sort -V | head -n1)" = 1.21 ]; then prepared=on; fi
 cat >"$dir/userlist.txt" <<EOF
 "postgres" ""
 "$(id -un)" ""
@@ -49,6 +54,8 @@ ignore_startup_parameters = extra_float_digits,options
 logfile = $dir/pgbouncer.log
 pidfile = $dir/pgbouncer.pid
 EOF
+if [ "$prepared" = on ]; then echo "max_prepared_statements = 200" >>"$dir/pgbouncer.ini"; fi
+echo "$prepared" >"$dir/prepared_statements"
 user=()
 if [ "$(id -u)" = 0 ]; then  # PgBouncer refuses to run as root
   chown -R postgres "$dir"
@@ -57,7 +64,7 @@ fi
 "$bin" -d "${user[@]}" "$dir/pgbouncer.ini"
 for _ in $(seq 100); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "pgbouncer: $("$bin" --version | head -n1) on 127.0.0.1:$port (pool_mode=transaction, pool $pool)"
+    echo "pgbouncer: $("$bin" --version | head -n1) on 127.0.0.1:$port (pool_mode=transaction, pool $pool, prepared statements $prepared)"
     exit 0
   fi
   sleep 0.1
