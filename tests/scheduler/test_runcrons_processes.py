@@ -84,6 +84,7 @@ def test_once_prints_its_configuration_fires_what_is_due_and_exits(test_db_name,
         "T_CRON_REGISTRARS": "tests.scheduler.cron_registrars.register_yearly",
         "FUSION_JOBS_CRON_PRUNE_RUNS": "0 0 1 1 *",
         "FUSION_JOBS_CRON_SWEEP_STUCK": "",  # off
+        "FUSION_JOBS_CRON_ROLLUP": "",  # off (every five minutes: a start could cross a due tick)
     }
     out = runcrons("--once", "--poll-interval", "2", **env)
     assert out.returncode == 0, out.stderr
@@ -95,7 +96,7 @@ def test_once_prints_its_configuration_fires_what_is_due_and_exits(test_db_name,
         "tests.scheduler.cron_registrars.register_yearly" in lines[0]
     )
     shown = schedule_lines(out.stdout)
-    assert sorted(shown) == ["fusion-jobs-prune-runs", "t-cron-new-year", YEARLY]  # the sweep is off
+    assert sorted(shown) == ["fusion-jobs-prune-runs", "t-cron-new-year", YEARLY]  # sweep, rollup off
     assert re.match(
         rf"  {YEARLY}: '0 0 1 1 \*' UTC -> t-cron-record \[active\] runtime misfire=latest next=",
         shown[YEARLY],
