@@ -11,10 +11,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from django.db.models import Sum
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+import fusion_jobs
 from fusion_jobs.models import JobRun, RunRollup
 from fusion_jobs.recording import StartOp, apply_batch, end_op_failure, end_op_success
 from fusion_jobs.rollup import (
@@ -237,3 +239,12 @@ def test_the_database_sums_like_python(known_runs: datetime) -> None:
 
     assert {t: shape(c) for t, c in summary.by_task.items()} == {t: shape(c) for t, c in by_task.items()}
     assert summary.by_task["t-alpha"].counts == {"succeeded": 4, "failed": 1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_rollup_task_refreshes_the_rollup(known_runs: datetime) -> None:
+    """``fusion-jobs-rollup``, the task ``runcrons`` schedules every five minutes, runs the refresh."""
+    handle = fusion_jobs.enqueue("fusion-jobs-rollup")
+    assert handle.status == "succeeded", handle.error
+    assert handle.result["minute_buckets"] == 2  # t-alpha and t-beta, ten minutes ago
+    assert RunRollup.objects.filter(resolution=3600).aggregate(n=Sum("succeeded"))["n"] == 3
