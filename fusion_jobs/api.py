@@ -380,7 +380,7 @@ def _publish_or_fallback(
     try:
         publish(task_obj, handle.run_id, payload, traceparent=traceparent)
     except PublishError as exc:
-        policy = policy or str(jobs_settings.ON_PUBLISH_ERROR)
+        policy = policy or task_obj.on_publish_error or str(jobs_settings.ON_PUBLISH_ERROR)
         rows = JobRun.objects.using(db_alias()).filter(pk=handle.run_id, status=RunStatus.QUEUED)
         if policy == "outbox":
             # The row was written without waiting for the disk (the broker's confirm was to make

@@ -19,6 +19,9 @@ from urllib.parse import quote, urlsplit
 
 from django.conf import settings as django_settings
 
+#: What a failed publish does (``ON_PUBLISH_ERROR``, or a task's ``on_publish_error``).
+PUBLISH_ERROR_POLICIES = ("inline", "raise", "outbox")
+
 PREFIX = "FUSION_JOBS_"
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -173,7 +176,7 @@ SETTINGS: dict[str, Setting] = {
         "inline",
         str,
         "What `enqueue()` does when publishing fails: `inline` (run it here), `raise`, or `outbox`.",
-        choices=("inline", "raise", "outbox"),
+        choices=PUBLISH_ERROR_POLICIES,
         check_id="fusion_jobs.E003",
     ),
     "INLINE_RAISE": Setting(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
+from .conf import PUBLISH_ERROR_POLICIES
 from .exceptions import TaskArgumentsError, TaskDeclarationError, UnknownTaskError
 from .utils import parse_duration
 
@@ -33,6 +34,7 @@ _OPTIONS = {
     "max_backoff",
     "single_flight",
     "retry_on_timeout",
+    "on_publish_error",
     "description",
 }
 
@@ -50,6 +52,8 @@ class Task:
     max_backoff: float | None = None
     single_flight: bool | Callable[..., str] = False
     retry_on_timeout: bool = True
+    #: What a failed publish of this task's runs does; None: FUSION_JOBS_ON_PUBLISH_ERROR.
+    on_publish_error: str | None = None
     description: str = ""
     #: -100..100 (Django's scale); ordering within a queue when FUSION_JOBS_MAX_PRIORITY is set.
     priority: int = 0
@@ -210,6 +214,12 @@ def _build(fn: Callable[..., Any], options: dict[str, Any]) -> Task:
         not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0
     ):
         raise _declaration_error(name, f"max_retries must be a whole number >= 0, got {max_retries!r}")
+    on_publish_error = options.get("on_publish_error")
+    if on_publish_error is not None and on_publish_error not in PUBLISH_ERROR_POLICIES:
+        raise _declaration_error(
+            name,
+            f"on_publish_error must be one of {', '.join(PUBLISH_ERROR_POLICIES)}, got {on_publish_error!r}",
+        )
     single_flight = options.get("single_flight", False)
     if not (isinstance(single_flight, bool) or callable(single_flight)):
         raise _declaration_error(name, "single_flight must be True/False or a function returning a key")
@@ -228,6 +238,7 @@ def _build(fn: Callable[..., Any], options: dict[str, Any]) -> Task:
         max_backoff=backoffs["max_backoff"],
         single_flight=single_flight,
         retry_on_timeout=bool(options.get("retry_on_timeout", True)),
+        on_publish_error=on_publish_error,
         description=str(options.get("description") or (inspect.getdoc(fn) or "").split("\n")[0]),
     )
 
@@ -268,6 +279,7 @@ def task(
     Options: ``name``, ``execution_timeout`` (seconds, ``"600s"``, ``"10m"`` or a timedelta),
     ``max_retries``, ``queue``, ``min_backoff``/``max_backoff``, ``single_flight`` (True, or a
     function of the task's arguments returning a lock key), ``retry_on_timeout``,
+    ``on_publish_error`` (``inline``/``raise``/``outbox``: this task's runs, over the setting),
     ``description``. Problems raise TaskDeclarationError at import, naming the task.
     """
     if fn is not None:

@@ -129,3 +129,19 @@ def test_a_failing_inline_hook_does_not_stop_a_publish_to_the_real_broker(
     assert run.attempts == 1
     assert JobRun.objects.get(pk=failing.run_id).status == "failed"
     assert BROKER_URL in str(settings.FUSION_JOBS_BROKER_URL)
+
+
+def test_a_tasks_own_on_publish_error_wins_over_the_setting(broker_down: Any) -> None:
+    """``on_publish_error="outbox"`` on the task: kept for the relay, never run inline here."""
+    broker_down.FUSION_JOBS_ON_PUBLISH_ERROR = "inline"
+    handle = fusion_jobs.enqueue("t-outbox-record", label="kept")
+    run = JobRun.objects.get(pk=handle.run_id)
+    assert (run.status, run.mode, run.published_at) == ("queued", "worker", None)
+    assert not Marker.objects.filter(label="kept").exists()
+    inline = fusion_jobs.enqueue("t-record", label="ran-here")  # the setting still rules the others
+    assert JobRun.objects.get(pk=inline.run_id).status == "succeeded"
+
+
+def test_a_bad_on_publish_error_is_refused_at_declaration() -> None:
+    with pytest.raises(fusion_jobs.exceptions.TaskDeclarationError, match="on_publish_error"):
+        fusion_jobs.task(name="t-bad-policy", on_publish_error="retry-later")(lambda: None)

@@ -32,7 +32,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .. import api
-from ..conf import jobs_settings
+from ..conf import PUBLISH_ERROR_POLICIES, jobs_settings
 from ..context import current
 from ..exceptions import PayloadError, TaskArgumentsError, TaskDeclarationError
 from ..models import JobRun, RunMode, RunStatus
@@ -81,7 +81,14 @@ STATUS_MAP: dict[str, str] = {
 }
 
 #: Backend-wide defaults (``OPTIONS``) and per-task options (``@task(max_retries=3, ...)``).
-TASK_OPTIONS = ("execution_timeout", "max_retries", "min_backoff", "max_backoff", "retry_on_timeout")
+TASK_OPTIONS = (
+    "execution_timeout",
+    "max_retries",
+    "min_backoff",
+    "max_backoff",
+    "retry_on_timeout",
+    "on_publish_error",
+)
 _DURATIONS = ("execution_timeout", "min_backoff", "max_backoff")
 # fusion-jobs' rules for task and queue names (registry.py).
 _NAME = re.compile(r"^[A-Za-z0-9<][A-Za-z0-9_.:<>-]{0,199}$")
@@ -105,6 +112,8 @@ def _option_problem(key: str, value: Any) -> str | None:
             return f"max_retries must be a whole number >= 0, got {value!r}"
     elif key == "retry_on_timeout" and not isinstance(value, bool):
         return f"retry_on_timeout must be True or False, got {value!r}"
+    elif key == "on_publish_error" and value not in PUBLISH_ERROR_POLICIES:
+        return f"on_publish_error must be one of {', '.join(PUBLISH_ERROR_POLICIES)}, got {value!r}"
     return None
 
 
@@ -112,7 +121,7 @@ def _option_problem(key: str, value: Any) -> str | None:
 class FusionTask(DjangoTask):
     """The framework's Task plus fusion-jobs' per-task options, given to the decorator:
     ``@task(execution_timeout="600s", max_retries=3, min_backoff=..., max_backoff=...,
-    retry_on_timeout=False)``. Unset options take the backend's ``OPTIONS``, then the settings.
+    retry_on_timeout=False, on_publish_error="outbox")``. Unset options take the backend's ``OPTIONS``, then the settings.
     """
 
     execution_timeout: Any = None
@@ -120,6 +129,7 @@ class FusionTask(DjangoTask):
     min_backoff: Any = None
     max_backoff: Any = None
     retry_on_timeout: bool | None = None
+    on_publish_error: str | None = None
 
 
 # Set while enqueue() may run a task inline at once (outside a transaction): that attempt is inline.

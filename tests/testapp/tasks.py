@@ -192,3 +192,9 @@ def hostile_kill_thread(label: str) -> None:
 
     Marker.objects.create(label=label, value={"pid": os.getpid()})
     threading.current_thread().broker = None  # type: ignore[attr-defined]
+
+
+@fusion_jobs.task(name="t-outbox-record", execution_timeout="30s", max_retries=0, on_publish_error="outbox")
+def outbox_record(label: str) -> None:
+    """Its runs stay in the outbox when publishing fails, whatever FUSION_JOBS_ON_PUBLISH_ERROR says."""
+    Marker.objects.create(label=label)

@@ -250,6 +250,26 @@ def test_check_reports_bad_options_and_queues():
     assert any("nope" in m for m in messages)
     assert any("9bad" in m for m in messages)
     assert all(m.id == "fusion_jobs.E050" for m in bad.check())
+    policy = backend_class("policy", {"OPTIONS": {"on_publish_error": "sometimes"}})
+    assert any("on_publish_error" in m.msg for m in policy.check())
+    assert backend_class("outbox", {"OPTIONS": {"on_publish_error": "outbox"}}).check() == []
+
+
+def test_on_publish_error_from_the_decorator_keeps_a_failed_publish_in_the_outbox(settings):
+    """Backend-wide in OPTIONS or per task: the run stays queued for the relay, not run inline."""
+    from fusion_jobs.backends.broker import reset_broker
+
+    assert fusion_jobs.registry.get_task(t.outbox_record.module_path).on_publish_error == "outbox"
+    settings.FUSION_JOBS_BROKER_URL = "amqp://guest:guest@127.0.0.1:1/"  # nothing listens: the publish fails
+    settings.FUSION_JOBS_ON_PUBLISH_ERROR = "inline"
+    reset_broker()
+    try:
+        result = t.outbox_record.enqueue("kept")
+    finally:
+        reset_broker()
+    run = JobRun.objects.get(pk=result.id)
+    assert (run.status, run.published_at) == ("queued", None)
+    assert not Marker.objects.filter(label="kept").exists()
 
 
 def test_options_become_the_registered_tasks_defaults():

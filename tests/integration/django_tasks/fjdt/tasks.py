@@ -36,6 +36,11 @@ def record(label: str, value: Any = None) -> dict[str, Any]:
     return {"label": label, "pid": os.getpid()}
 
 
+@task(max_retries=0, on_publish_error="outbox")
+def outbox_record(label: str) -> None:
+    Marker.objects.create(label=label)
+
+
 class PlannedError(Exception):
     pass
 
