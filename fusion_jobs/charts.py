@@ -193,9 +193,16 @@ def lines(
     fmt: Callable[[float], str] = lambda v: f"{v:g}",
     top: float | None = None,
 ) -> SafeString:
-    """One line per series, broken where a value is missing; each point's tooltip gives its value."""
+    """One line per series, broken where a value is missing.
+
+    Each bucket with a value has one transparent full-height strip whose tooltip gives every
+    series' value there (one element per bucket, not one per point: a week has 168 buckets).
+    Points are drawn where a value stands alone, and everywhere on sparse charts.
+    """
     values = [v for s in series for v in s.values if v is not None]
     top, step = (top, top / 4) if top else nice_scale(max(values, default=0))
+    count = len(labels)
+    dots = count <= 60
     parts = []
     for s in series:
         segment: list[str] = []
@@ -205,20 +212,7 @@ def lines(
                 segment = []
                 segments.append(segment)
                 continue
-            x, y = _x(i, len(labels)), _y(min(value, top), top)
-            segment.append(f"{x:.1f},{y:.1f}")
-            parts.append(
-                format_html(
-                    '<circle class="fj-point" cx="{}" cy="{}" r="{}" fill="{}"><title>{}: {} {}</title></circle>',
-                    f"{x:.1f}",
-                    f"{y:.1f}",
-                    2.5 if len(labels) <= 100 else 1.5,
-                    s.colour,
-                    labels[i],
-                    s.name,
-                    fmt(value),
-                )
-            )
+            segment.append(f"{_x(i, count):.1f},{_y(min(value, top), top):.1f}")
         for points in segments:
             if len(points) > 1:
                 parts.append(
@@ -229,5 +223,30 @@ def lines(
                         "5 3" if s.dashed else "none",
                     )
                 )
+            parts.extend(
+                format_html(
+                    '<circle class="fj-point" cx="{}" cy="{}" r="2.5" fill="{}"/>',
+                    *point.split(","),
+                    s.colour,
+                )
+                for point in points
+                if dots or len(points) == 1
+            )
+    width = PLOT_W / max(count, 1)
+    for i, label in enumerate(labels):
+        shown = [(s.name, fmt(v)) for s in series if (v := s.values[i]) is not None]
+        if shown:
+            parts.append(
+                format_html(
+                    '<rect class="fj-hit" x="{}" y="{}" width="{}" height="{}" fill="transparent">'
+                    "<title>{}: {}</title></rect>",
+                    f"{LEFT + i * width:.1f}",
+                    TOP,
+                    f"{width:.1f}",
+                    PLOT_H,
+                    label,
+                    ", ".join(f"{name} {value}" for name, value in shown),
+                )
+            )
     body = format_html_join("", "{}", ((part,) for part in parts))
     return _frame(chart_id, title, description, y_label, x_label, labels, top, step, fmt, body, series)

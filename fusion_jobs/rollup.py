@@ -80,6 +80,7 @@ class Dist:
     low: float | None = None
     high: float | None = None
     hist: dict[int, int] = field(default_factory=dict)
+    _percentiles: dict[tuple[float, int], float] = field(default_factory=dict, repr=False, compare=False)
 
     def add(self, seconds: float) -> None:
         seconds = max(0.0, seconds)
@@ -104,6 +105,12 @@ class Dist:
         """The value below which ``fraction`` of the values lie, interpolated inside its log bin."""
         if not self.count:
             return None
+        key = (fraction, self.count)
+        if key not in self._percentiles:  # a chart and its table ask for the same ones
+            self._percentiles[key] = self._percentile(fraction)
+        return self._percentiles[key]
+
+    def _percentile(self, fraction: float) -> float:
         rank = fraction * self.count
         seen = 0
         for index in sorted(self.hist):

@@ -96,7 +96,7 @@ def test_the_dashboard_charts_fit_1280_px_with_titles_and_tooltips(admin_page: A
             assert charts.nth(i).get_attribute("role") == "img"
         # Bars and points are drawn, each with its numbers in a tooltip.
         assert admin_page.locator("#fj-chart-throughput rect.fj-bar").count() > 10
-        assert admin_page.locator("#fj-chart-duration circle.fj-point title").count() > 10
+        assert admin_page.locator("#fj-chart-duration rect.fj-hit title").count() > 10
         # The hostile task name is text, in the table and the picker.
         assert admin_page.locator("#fj-task-times tr[data-task='<b>hostile</b> task']").count() == 1
         assert admin_page.locator("#fj-task-times b").count() == 0
