@@ -378,7 +378,7 @@ SETTINGS: dict[str, Setting] = {
     "WORKER_HEARTBEAT": Setting(
         5.0,
         float,
-        "Seconds between two heartbeats of a worker process or `runcrons` (one upsert each): stale after 3 missed, gone after 60; also how often they look for new migrations.",
+        "Seconds between two heartbeats of a worker process or `runcrons` (one upsert each): stale after 3 missed, gone after 60.",
         low=0,
         low_open=True,
         high=3600,

@@ -16,23 +16,27 @@ from typing import Protocol
 from django.utils import autoreload
 
 from .conf import jobs_settings
-from .workers import heartbeat_interval, migration_mark
+from .workers import migration_mark
 
 
 class Watch(Protocol):
     def changed(self) -> str | None: ...
 
 
+#: Seconds between two looks at ``django_migrations`` (one index-only aggregate).
+MIGRATION_POLL_SECONDS = 1.0
+
+
 class MigrationWatch:
     """Notices migrations applied (or unapplied) after start: ``django_migrations`` changed.
 
-    Polls one aggregate every ``FUSION_JOBS_WORKER_HEARTBEAT`` seconds. A ``migrate`` applies its
+    Polls one aggregate every :data:`MIGRATION_POLL_SECONDS`. A ``migrate`` applies its
     migrations one by one, so the change is reported once the table has stayed the same for one
     more poll: one replacement per ``migrate``, on the final schema.
     """
 
     def __init__(self, interval: float | None = None) -> None:
-        self.interval = interval or heartbeat_interval()
+        self.interval = interval or MIGRATION_POLL_SECONDS
         self.baseline = migration_mark()
         self._last = self.baseline
         self._next = time.monotonic() + self.interval
