@@ -7,7 +7,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -143,7 +143,24 @@ def enqueue_at(when: datetime | timedelta, task_or_name: Task | str, /, **kwargs
 
 
 def _start_time(when: Any) -> datetime:
-    """``enqueue_at``'s ``when`` as a datetime the database can store (aware under ``USE_TZ``)."""
+    """``enqueue_at``'s ``when`` as a datetime the database can store and read back.
+
+    A start past year 9999 in UTC (9999-12-31 23:00 at UTC-5, a huge timedelta) is refused:
+    PostgreSQL would store it, and every later read of the row would fail.
+    """
+    try:
+        start = _given_start(when)
+        if timezone.is_aware(start):
+            start.astimezone(UTC)  # how it is read back
+    except OverflowError:
+        raise PayloadError(
+            f"enqueue_at: when={when!r} is out of range (a start must fall in years 1 to 9999 in UTC)"
+        ) from None
+    return start
+
+
+def _given_start(when: Any) -> datetime:
+    """``when`` as a datetime (aware under ``USE_TZ``); OverflowError past the datetime range."""
     if isinstance(when, timedelta):
         return timezone.now() + when
     if not isinstance(when, datetime):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from django.db import transaction
@@ -126,3 +127,29 @@ def test_enqueue_many_inline_validates_everything_first():
     handles = fusion_jobs.enqueue_many("t-record", [{"label": "m1"}, {"label": "m2"}])
     assert [h.status for h in handles] == ["succeeded", "succeeded"]
     assert Marker.objects.filter(label__in=["m1", "m2"]).count() == 2
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize(
+    "when",
+    [
+        # 9999-12-31 23:00 at UTC-5 is year 10000 in UTC: PostgreSQL stores it, psycopg can't read it back
+        datetime(9999, 12, 31, 23, 0, tzinfo=timezone(-timedelta(hours=5))),
+        timedelta(days=999_999_999),
+        -timedelta(days=999_999_999),
+    ],
+    ids=["year-10000-in-utc", "huge-timedelta", "huge-negative-timedelta"],
+)
+def test_enqueue_at_refuses_a_start_outside_the_datetime_range(broker_settings, when):
+    """A start no datetime can hold is refused at the call; before, the row was written and every
+    later read of it (admin, get_result) raised DataError, or the caller got a raw OverflowError."""
+    with pytest.raises(PayloadError, match="enqueue_at: when"):
+        fusion_jobs.enqueue_at(when, "t-record", label="out-of-range")
+    assert not JobRun.objects.filter(kwargs__label="out-of-range").exists()
+    list(JobRun.objects.all())  # every row still reads back
+
+
+@pytest.mark.broker
+def test_enqueue_at_still_takes_the_last_representable_start(broker_settings):
+    handle = fusion_jobs.enqueue_at(datetime.max.replace(tzinfo=UTC), "t-record", label="last")
+    assert JobRun.objects.get(pk=handle.run_id).next_attempt_at == datetime.max.replace(tzinfo=UTC)
