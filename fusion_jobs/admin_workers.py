@@ -89,7 +89,8 @@ class WorkerHeartbeatAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         for line in unconsumed_warnings():
             messages.warning(request, line)
-        return super().changelist_view(request, extra_context)
+        refresh = max(5, round(2 * heartbeat_interval()))
+        return super().changelist_view(request, {"refresh_seconds": refresh, **(extra_context or {})})
 
     @admin.display(description="state")
     def state(self, obj: WorkerHeartbeat) -> str:

@@ -255,6 +255,7 @@ def test_admin_workers_page_lists_live_stale_and_gone(settings: Any, client: Cli
     assert page.status_code == 200
     for pid, state in ((101, "live"), (102, "stale"), (103, "gone")):
         assert f'data-pid="{pid}" data-state="{state}"' in text
+    assert '<meta http-equiv="refresh" content="10">' in text  # it keeps itself current
     assert client.get("/admin/fusion_jobs/workerheartbeat/add/").status_code == 403
     assert "/admin/fusion_jobs/workerheartbeat/" in client.get("/admin/").content.decode()
 
