@@ -48,6 +48,9 @@ REQUIRED = {
 OPTIONS: dict[str, type] = {"retries": int, "eta": int, "broker_priority": int, "traceparent": str}
 #: ``retries`` counts retries already done; the run's attempts column is a 32-bit integer.
 MAX_RETRIES_OPTION = 2**31 - 1
+#: ``broker_priority`` is published as the AMQP priority, one octet: pika can't encode anything else
+#: (Dramatiq republishes a delayed message with it, in the consumer thread).
+MAX_BROKER_PRIORITY = 255
 #: Room for everything but the arguments: ids, names, options.
 ENVELOPE_BYTES = 16 * 1024
 #: Dramatiq's encoder escapes non-ASCII; one UTF-8 byte of argument takes at most 6 bytes on the wire.
@@ -148,6 +151,9 @@ def check_fields(fields: dict[str, Any], *, max_payload_bytes: int) -> str:
     retries = options.get("retries", 0)
     if not 0 <= retries <= MAX_RETRIES_OPTION:
         return f"option 'retries' is {retries}, not between 0 and {MAX_RETRIES_OPTION}"
+    priority = options.get("broker_priority", 0)
+    if not 0 <= priority <= MAX_BROKER_PRIORITY:
+        return f"option 'broker_priority' is {priority}, not between 0 and {MAX_BROKER_PRIORITY}"
     if _sizeof(options) > ENVELOPE_BYTES:
         return f"options are over {ENVELOPE_BYTES:,} bytes"
     problem = _unstorable(fields["kwargs"], "kwargs")

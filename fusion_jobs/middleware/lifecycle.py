@@ -52,10 +52,14 @@ OUTCOME_WRITE_PATIENCE = 60.0
 
 
 def backoff_seconds(task_obj: Task, retries_done: int) -> float:
-    """Exponential backoff with jitter: ``min * 2**retries`` (up to 1.5x), capped at ``max``."""
+    """Exponential backoff with jitter: ``min * 2**retries`` (up to 1.5x), capped at ``max``.
+
+    The exponent stops at 64 (the cap is reached long before): ``2**retries`` past ~1020 retries
+    does not fit a float, and a message may claim up to 2**31 - 1 retries done.
+    """
     low = task_obj.min_backoff or float(jobs_settings.RETRY_MIN_BACKOFF)
     high = task_obj.max_backoff or float(jobs_settings.RETRY_MAX_BACKOFF)
-    base = min(high, low * (2**retries_done))
+    base = min(high, low * 2.0 ** min(retries_done, 64))
     return min(high, base * random.uniform(1.0, 1.5))
 
 

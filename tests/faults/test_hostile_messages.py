@@ -168,3 +168,22 @@ def test_a_worker_thread_that_dies_records_its_run_and_its_process_is_replaced(h
     still_consuming("after-thread-death")  # a fresh process took its place
     assert Marker.objects.filter(label="thread-killer").count() == 1
     assert JobRun.objects.get(pk=handle.run_id).status == "failed"
+
+
+@pytest.mark.parametrize("priority", [1000, -1])
+def test_a_broker_priority_out_of_range_is_rejected_not_a_consumer_loop(hostile_worker, priority):
+    """On the delay queue with an eta already past, Dramatiq republishes the message with its
+    ``broker_priority`` as the AMQP priority (one octet): 1000 or -1 can't be encoded, the error
+    escaped the consumer thread, and the unacked message came back in a loop."""
+    body = message(
+        "t-hostile-record",
+        {"label": f"prio-{priority}"},
+        queue_name=f"{QUEUE}.DQ",
+        options={"eta": 1, "broker_priority": priority},
+    )
+    publish(body, queue=f"{QUEUE}.DQ")
+    run = rejected(body["message_id"])
+    assert "broker_priority" in run.error
+    still_consuming(f"after-prio-{priority}")
+    assert not Marker.objects.filter(label=f"prio-{priority}:start").exists()
+    assert "Consumer encountered an unexpected error" not in hostile_worker.output()

@@ -54,7 +54,12 @@ def crash_queue_is_ours() -> None:
         pytest.fail("another worker consumes queue 'fj-crash'; only the test's own workers may")
 
 
-@pytest.mark.parametrize(("retries_done", "low", "high"), [(0, 0.2, 0.3), (1, 0.4, 0.6), (10, 1.0, 1.0)])
+@pytest.mark.parametrize(
+    ("retries_done", "low", "high"),
+    # A task may retry (nearly) forever, and a message's retries option may be up to 2**31 - 1: past
+    # ~1020 retries min * 2**retries overflowed a float, and the attempt's outcome was never written.
+    [(0, 0.2, 0.3), (1, 0.4, 0.6), (10, 1.0, 1.0), (1100, 1.0, 1.0), (10**6, 1.0, 1.0)],
+)
 def test_backoff_doubles_with_jitter_and_is_capped(settings, retries_done, low, high):
     settings.FUSION_JOBS_RETRY_MIN_BACKOFF = 0.2
     settings.FUSION_JOBS_RETRY_MAX_BACKOFF = 1.0

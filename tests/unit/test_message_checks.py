@@ -82,6 +82,8 @@ def check(message: dict[str, Any]) -> str:
         ({"options": {"retries": True}}, "option 'retries' must be int, not bool"),
         ({"options": {"retries": -1}}, "option 'retries' is -1"),
         ({"options": {"eta": "tomorrow"}}, "option 'eta' must be int, not str"),
+        ({"options": {"broker_priority": 256}}, "option 'broker_priority' is 256, not between 0 and 255"),
+        ({"options": {"broker_priority": -1}}, "option 'broker_priority' is -1"),
         ({"kwargs": {"a": "x\x00y"}}, "kwargs['a'] contains a NUL"),
         ({"kwargs": {"a": ["\ud800"]}}, "kwargs['a'][0] contains a NUL or a lone surrogate"),
         ({"kwargs": {"k\x00": 1}}, "a key in kwargs contains a NUL"),
