@@ -28,6 +28,7 @@ from .conf import jobs_settings
 from .exceptions import TaskArgumentsError, UnknownTaskError
 from .registry import get_task
 from .tracing import traceparent_problem
+from .utils import MAX_NESTING
 
 logger = logging.getLogger("fusion_jobs.worker")
 
@@ -74,11 +75,15 @@ def _sizeof(value: Any) -> int:
 def _unstorable(value: Any, path: str) -> str:
     """The path of the first value PostgreSQL cannot store, with why; "" when all can be stored.
 
-    Iterative, so a deeply nested payload cannot exhaust the stack.
+    Iterative, so a deeply nested payload cannot exhaust the stack. Nesting past ``MAX_NESTING``
+    (what ``enqueue()`` refuses) is refused too: ``json.loads`` takes nesting that every later
+    ``json.dumps`` of the message, a few frames deeper, fails on with ``RecursionError``.
     """
-    stack: list[tuple[Any, str]] = [(value, path)]
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
     while stack:
-        item, where = stack.pop()
+        item, where, depth = stack.pop()
+        if isinstance(item, dict | list) and depth >= MAX_NESTING:
+            return f"{where[:200]} is nested deeper than {MAX_NESTING} levels"
         if isinstance(item, str):
             if _UNSTORABLE.search(item):
                 return f"{where} contains a NUL or a lone surrogate, which PostgreSQL cannot store"
@@ -91,9 +96,11 @@ def _unstorable(value: Any, path: str) -> str:
                     return (
                         f"a key in {where} contains a NUL or a lone surrogate, which PostgreSQL cannot store"
                     )
-                stack.append((child, f"{where}[{key!r}]"))
+                stack.append((child, f"{where}[{key!r}]", depth + 1))
         elif isinstance(item, list):
-            stack.extend((child, f"{where}[{index}]") for index, child in reversed(list(enumerate(item))))
+            stack.extend(
+                (child, f"{where}[{index}]", depth + 1) for index, child in reversed(list(enumerate(item)))
+            )
     return ""
 
 

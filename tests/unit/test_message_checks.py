@@ -102,6 +102,25 @@ def test_nesting_too_deep_for_the_parser_is_a_rejection_not_a_crash(no_recording
     assert "RecursionError" in no_recording[0][0]
 
 
+def test_nesting_the_parser_takes_but_nothing_after_it_can_is_a_rejection(no_recording):
+    """Nesting just under the parser's limit used to pass ``json.loads`` and then raise
+    ``RecursionError`` out of the checks (a traceback, no failed run), or in any later
+    ``json.dumps`` of the message; past ``enqueue()``'s own limit (``MAX_NESTING``) it is refused."""
+    for depth in [*range(101, 120), *range(900, 1100)]:
+        body = (
+            json.dumps(fields())
+            .encode()
+            .replace(b'"label"', b'"deep":' + b"[" * depth + b"]" * depth + b',"label"', 1)
+        )
+        with pytest.raises(DecodeError) as caught:
+            encoder.StrictJSONEncoder().decode(body)
+        assert isinstance(caught.value.error, encoder.MessageRejected), (depth, caught.value.error)
+    assert all(
+        "nested deeper than 100 levels" in reason or "RecursionError" in reason for reason, _ in no_recording
+    )
+    assert check(fields(kwargs={"label": "x", "deep": json.loads("[" * 99 + "]" * 99)})) == ""
+
+
 def test_an_oversized_message_is_refused_unparsed_and_its_id_kept(no_recording, settings):
     settings.FUSION_JOBS_MAX_PAYLOAD_BYTES = LIMIT
     message = fields(kwargs={"blob": "x" * (LIMIT * 40)})
