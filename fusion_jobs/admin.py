@@ -28,7 +28,6 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import flatten_fieldsets, unquote
-from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections, transaction
@@ -41,6 +40,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from .admin_changelist import StorableFiltersChangeList
 from .admin_workers import WorkerHeartbeatAdmin
 from .api import RunHandle, get_jobs_status, is_jobs_enabled, retry_run
 from .exceptions import PayloadError, TaskArgumentsError, UnknownTaskError
@@ -51,6 +51,7 @@ from .registry import all_tasks
 from .rollup import Cell
 from .scheduler import admin as _schedule_admin  # noqa: F401  (registers CronSchedule)
 from .stats import DashboardCharts, dashboard_charts
+from .utils import clean_text
 from .workers import unconsumed_warnings
 
 #: Badge colours, readable with white text in the light and the dark admin theme.
@@ -838,7 +839,8 @@ class JobRunAdmin(ReadOnlyAdmin):
         if key not in DASHBOARD_WINDOWS:
             key = "1h"
         label, window = DASHBOARD_WINDOWS[key]
-        task_filter = request.GET.get("task") or None
+        # No task name holds a NUL (which PostgreSQL refuses in a query): such a filter matches nothing.
+        task_filter = clean_text(request.GET.get("task", "")) or None
         charts = dashboard_charts(key, task_name=task_filter)
         # A week of runs is too many to count and sort per request: its table comes from the rollup.
         stats = dashboard_stats(
@@ -864,7 +866,7 @@ class JobRunAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/fusion_jobs/dashboard.html", context)
 
 
-class RunChangeList(ChangeList):
+class RunChangeList(StorableFiltersChangeList):
     """The changelist without the big columns: kwargs, result, traceback and attempt log."""
 
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[Any]:

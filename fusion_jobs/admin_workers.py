@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
+from .admin_changelist import StorableFiltersChangeList
 from .models import WorkerHeartbeat
 from .workers import (
     GONE,
@@ -77,6 +78,9 @@ class WorkerHeartbeatAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type:
+        return StorableFiltersChangeList
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

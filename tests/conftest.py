@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.session_state import SESSION_WORKER_PIDS
+
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_URL = os.environ.get("FUSION_JOBS_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -209,6 +211,7 @@ def worker(test_db_name: str) -> Iterator[WorkerProcess]:
         pytest.skip("RabbitMQ not reachable")
     purge_queues()
     proc = WorkerProcess(test_db_name, queues=("default",)).start()
+    SESSION_WORKER_PIDS.add(proc.proc.pid)  # type: ignore[union-attr]
     yield proc
     proc.stop()
 

@@ -269,6 +269,16 @@ def test_list_filters_and_search(admin_client):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("query", ["?task_name=t-%00echo", "?queue=%00", "?status__exact=fail%00ed"])
+def test_a_filter_value_with_a_nul_is_an_invalid_filter_not_a_server_error(admin_client, query):
+    """PostgreSQL refuses NUL in a query parameter: the admin's "invalid lookup" redirect, not a 500."""
+    make_run(task_name="t-echo", status="failed")
+    response = admin_client.get(reverse(CHANGELIST) + query)
+    assert response.status_code == 302
+    assert response["Location"].endswith("?e=1")
+
+
+@pytest.mark.django_db
 def test_list_loads_no_big_columns_and_a_fixed_number_of_queries(admin_client):
     for i in range(30):
         make_run(kwargs={"i": i}, traceback="x" * 1000, retry_of=None)

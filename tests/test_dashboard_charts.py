@@ -121,6 +121,15 @@ def test_hostile_task_names_are_text_in_the_svg_and_tables(admin_client: Client)
     assert "task &lt;script&gt;" in html  # the chart titles name the chosen task, escaped
 
 
+@pytest.mark.parametrize("window", ["1h", "24h", "7d"])
+def test_a_task_filter_with_a_nul_shows_no_runs_not_a_server_error(admin_client: Client, window: str) -> None:
+    """PostgreSQL refuses NUL in a query parameter; no task name holds one, so the filter matches nothing."""
+    ended_run("t-alpha", "succeeded", timezone.now() - timedelta(minutes=2), 1.0, 0.1)
+    response = admin_client.get(reverse(DASHBOARD), {"task": "t-al\x00pha", "window": window})
+    assert response.status_code == 200
+    assert response.context["charts"].total.ended == 0
+
+
 def rollup_rows() -> list[tuple[Any, ...]]:
     return list(
         RunRollup.objects.order_by("resolution", "bucket", "task_name").values_list(
