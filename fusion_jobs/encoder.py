@@ -52,6 +52,8 @@ MAX_RETRIES_OPTION = 2**31 - 1
 #: ``broker_priority`` is published as the AMQP priority, one octet: pika can't encode anything else
 #: (Dramatiq republishes a delayed message with it, in the consumer thread).
 MAX_BROKER_PRIORITY = 255
+#: ``message_timestamp`` is epoch milliseconds, a 64-bit integer as Dramatiq writes it.
+MAX_TIMESTAMP = 2**63 - 1
 #: Room for everything but the arguments: ids, names, options.
 ENVELOPE_BYTES = 16 * 1024
 #: Dramatiq's encoder escapes non-ASCII; one UTF-8 byte of argument takes at most 6 bytes on the wire.
@@ -119,6 +121,9 @@ def check_fields(fields: dict[str, Any], *, max_payload_bytes: int) -> str:
     ]
     if wrong:
         return f"field(s) of the wrong type: {', '.join(wrong)}"
+    if not 0 <= fields["message_timestamp"] <= MAX_TIMESTAMP:
+        # The metrics hook turns it into seconds: a float must hold it.
+        return f"message_timestamp is not epoch milliseconds (0 to {MAX_TIMESTAMP})"
     if not _UUID.match(fields["message_id"]):
         return f"message_id {fields['message_id'][:100]!r} is not a run id (a UUID in canonical form)"
     try:

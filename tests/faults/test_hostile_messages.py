@@ -187,3 +187,17 @@ def test_a_broker_priority_out_of_range_is_rejected_not_a_consumer_loop(hostile_
     still_consuming(f"after-prio-{priority}")
     assert not Marker.objects.filter(label=f"prio-{priority}:start").exists()
     assert "Consumer encountered an unexpected error" not in hostile_worker.output()
+
+
+def test_a_message_timestamp_no_float_can_hold_is_rejected_before_it_starts(hostile_worker):
+    """It used to pass the checks, be recorded ``running``, then break the metrics hook's queue
+    wait (OverflowError): a traceback, the run failed "after its start", and a second failed row."""
+    body = message("t-hostile-record", {"label": "huge-ts"}, message_timestamp=10**400)
+    publish(body)
+    run = rejected(body["message_id"])
+    assert "message_timestamp" in run.error and run.attempts == 0
+    still_consuming("after-huge-ts")
+    assert (
+        not JobRun.objects.filter(error__contains=body["message_id"]).exclude(pk=body["message_id"]).exists()
+    )
+    assert not Marker.objects.filter(label="huge-ts:start").exists()

@@ -74,6 +74,8 @@ def check(message: dict[str, Any]) -> str:
         ({"args": [1]}, "positional args are not accepted"),
         ({"priority": 1}, "unexpected field(s) 'priority'"),
         ({"message_timestamp": True}, "wrong type: message_timestamp"),
+        ({"message_timestamp": 10**400}, "message_timestamp is not epoch milliseconds"),
+        ({"message_timestamp": -1}, "message_timestamp is not epoch milliseconds"),
         ({"options": {"throws": "ValueError"}}, "option(s) 'throws' not accepted"),
         ({"options": {"time_limit": 999_999}}, "option(s) 'time_limit' not accepted"),
         ({"options": {"max_retries": 99}}, "option(s) 'max_retries' not accepted"),
