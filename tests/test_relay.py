@@ -325,3 +325,37 @@ def test_the_relays_polls_are_index_range_scans(broker_settings):
         lost = lost_runs("default", now - timedelta(seconds=10))[:100].explain()
     assert "Index Scan using fj_run_due" in due and "Filter" not in due, due
     assert "Index Scan using fj_run_unpublished" in lost and "Filter" not in lost, lost
+
+
+def test_a_waiting_run_of_a_task_no_longer_in_the_code_fails_once_and_blocks_nothing(
+    broker_settings, monkeypatch
+):
+    """A retry or a deferred run whose task was removed before it came due: the relay fails it
+    with why, once, instead of publishing it (or trying to) on every pass, and due runs behind it go out."""
+    publisher = FakePublisher()
+    monkeypatch.setattr(broker_backend, "publish_many", publisher)
+    long_ago = timezone.now() - timedelta(days=365)
+    removed = [
+        JobRun.objects.create(
+            task_name="t-removed-from-the-code", mode="worker", status=status, next_attempt_at=long_ago
+        )
+        for status in ("queued", "retrying")
+    ]
+    lost = JobRun.objects.create(task_name="t-removed-from-the-code", mode="worker", status="queued")
+    JobRun.objects.filter(pk=lost.pk).update(enqueued_at=long_ago)
+    kept = JobRun.objects.create(
+        task_name="t-record",
+        mode="worker",
+        status="queued",
+        kwargs={"label": "behind"},
+        next_attempt_at=long_ago + timedelta(seconds=1),
+    )
+
+    assert relay_once(min_age=0) == 1
+    assert publisher.calls == [[str(kept.pk)]]
+    for run in [*removed, lost]:
+        run.refresh_from_db()
+        assert run.status == "failed" and "no task named 't-removed-from-the-code'" in run.error
+        assert run.published_at is None
+    assert relay_once(min_age=0) == 0
+    assert publisher.calls == [[str(kept.pk)]]
