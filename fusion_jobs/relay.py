@@ -88,6 +88,27 @@ def lost_runs(alias: str, enqueued_before: datetime) -> Any:
     )
 
 
+def _not_in_this_process(**kwargs: Any) -> None:
+    raise UnknownTaskError("a stand-in for routing only")  # never called: the relay only publishes
+
+
+def _task_for(run: JobRun) -> Task:
+    """The run's task, or a stand-in routed by the row when this process does not know the task.
+
+    During a rolling deploy a relay on the old code meets runs of tasks only the new code has:
+    publishing them to their queue lets a worker that knows the task run them, and a worker that
+    does not dead-letters the message with a failed run, as for any enqueue. Failing them here
+    would lose every retry and deferred start of a new task while old processes are still up.
+    """
+    try:
+        return get_task(run.task_name)
+    except UnknownTaskError:
+        logger.info(
+            "relay: publishing run %s of %r, a task this process does not know", run.pk, run.task_name
+        )
+        return Task(fn=_not_in_this_process, name=run.task_name, queue=run.queue or None)
+
+
 def _claim(alias: str, now: datetime, min_age: float, limit: int) -> tuple[list[_Claimed], datetime]:
     """Take up to ``limit`` runs to publish and lease them; returns them and the lease's end.
 
@@ -95,23 +116,14 @@ def _claim(alias: str, now: datetime, min_age: float, limit: int) -> tuple[list[
     are older than ``min_age`` (``fj_run_unpublished``). One short transaction, no network I/O.
     """
     lease = now + timedelta(seconds=lease_seconds())
-    fields = ("id", "task_name", "kwargs", "status", "attempt_log", "next_attempt_at")
+    fields = ("id", "task_name", "queue", "kwargs", "status", "attempt_log", "next_attempt_at")
     with transaction.atomic(using=alias):
         due = due_runs(alias, now).select_for_update(skip_locked=True).only(*fields)
         rows = list(due[:limit])
         if len(rows) < limit:
             lost = lost_runs(alias, now - timedelta(seconds=min_age))
             rows += list(lost.select_for_update(skip_locked=True).only(*fields)[: limit - len(rows)])
-        claimed = []
-        for run in rows:
-            try:
-                claimed.append(_Claimed(run, get_task(run.task_name), run.next_attempt_at))
-            except UnknownTaskError:
-                JobRun.objects.using(alias).filter(pk=run.pk).update(
-                    status=RunStatus.FAILED,
-                    finished_at=now,
-                    error=f"UnknownTaskError: no task named {run.task_name!r} is registered (relay)",
-                )
+        claimed = [_Claimed(run, _task_for(run), run.next_attempt_at) for run in rows]
         if claimed:
             JobRun.objects.using(alias).filter(pk__in=[c.run.pk for c in claimed]).update(
                 next_attempt_at=lease

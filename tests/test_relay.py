@@ -88,12 +88,14 @@ class FakePublisher:
         self.calls: list[list[str]] = []
         self.published: Counter[str] = Counter()
         self.retries: dict[str, int] = {}
+        self.queues: dict[str, tuple[str, str]] = {}
 
     def __call__(
         self, items: list[tuple[Any, str, dict, int | None]], *, retries: list[int] | None = None
     ) -> None:
         ids = [run_id for _, run_id, _, _ in items]
         self.calls.append(ids)
+        self.queues.update({run_id: (task.name, task.effective_queue) for task, run_id, _, _ in items})
         assert all(delay is None for *_, delay in items), "the relay publishes due runs without a delay"
         if self.during is not None:
             self.during(ids)
@@ -327,21 +329,29 @@ def test_the_relays_polls_are_index_range_scans(broker_settings):
     assert "Index Scan using fj_run_unpublished" in lost and "Filter" not in lost, lost
 
 
-def test_a_waiting_run_of_a_task_no_longer_in_the_code_fails_once_and_blocks_nothing(
+def test_a_waiting_run_of_a_task_this_process_does_not_know_is_published_to_its_queue(
     broker_settings, monkeypatch
 ):
-    """A retry or a deferred run whose task was removed before it came due: the relay fails it
-    with why, once, instead of publishing it (or trying to) on every pass, and due runs behind it go out."""
+    """A retry or deferred run of a task this process doesn't have (a rolling deploy: only the new
+    code has it, or it was removed) is published to its queue, once: a worker that knows the task
+    runs it, one that doesn't dead-letters it with a failed run. It is never failed here, and
+    never blocks the due runs behind it."""
     publisher = FakePublisher()
     monkeypatch.setattr(broker_backend, "publish_many", publisher)
     long_ago = timezone.now() - timedelta(days=365)
-    removed = [
+    unknown = [
         JobRun.objects.create(
-            task_name="t-removed-from-the-code", mode="worker", status=status, next_attempt_at=long_ago
+            task_name="t-only-in-the-new-code",
+            queue="fj-new",
+            mode="worker",
+            status=status,
+            next_attempt_at=long_ago,
         )
         for status in ("queued", "retrying")
     ]
-    lost = JobRun.objects.create(task_name="t-removed-from-the-code", mode="worker", status="queued")
+    lost = JobRun.objects.create(
+        task_name="t-only-in-the-new-code", queue="fj-new", mode="worker", status="queued"
+    )
     JobRun.objects.filter(pk=lost.pk).update(enqueued_at=long_ago)
     kept = JobRun.objects.create(
         task_name="t-record",
@@ -351,11 +361,10 @@ def test_a_waiting_run_of_a_task_no_longer_in_the_code_fails_once_and_blocks_not
         next_attempt_at=long_ago + timedelta(seconds=1),
     )
 
-    assert relay_once(min_age=0) == 1
-    assert publisher.calls == [[str(kept.pk)]]
-    for run in [*removed, lost]:
+    assert relay_once(min_age=0) == 4
+    assert sorted(publisher.published) == sorted(str(r.pk) for r in [*unknown, lost, kept])
+    for run in [*unknown, lost]:
         run.refresh_from_db()
-        assert run.status == "failed" and "no task named 't-removed-from-the-code'" in run.error
-        assert run.published_at is None
+        assert run.status in ("queued", "retrying") and run.published_at is not None
+        assert publisher.queues[str(run.pk)] == ("t-only-in-the-new-code", "fj-new")
     assert relay_once(min_age=0) == 0
-    assert publisher.calls == [[str(kept.pk)]]
