@@ -88,7 +88,8 @@ class Heartbeat:
         self.info = info
         self.draining = False
         self._lock = threading.Lock()
-        self._current: dict[str, str] = {}
+        # One entry per delivery, not per run id: a skipped duplicate copy must not hide the running one.
+        self._current: dict[object, tuple[str, str]] = {}
         self.done = 0
         self.failed = 0
         self._stop = threading.Event()
@@ -97,14 +98,14 @@ class Heartbeat:
 
     # -- counters (called from the worker threads) ---------------------------------------------
 
-    def run_started(self, run_id: str, task: str) -> None:
+    def run_started(self, run_id: str, task: str, *, delivery: object = None) -> None:
         with self._lock:
-            self._current[run_id] = task
+            self._current[run_id if delivery is None else delivery] = (run_id, task)
 
-    def run_ended(self, run_id: str, *, failed: bool | None) -> None:
+    def run_ended(self, run_id: str, *, failed: bool | None, delivery: object = None) -> None:
         """``failed`` None: the run was skipped, neither done nor failed."""
         with self._lock:
-            self._current.pop(run_id, None)
+            self._current.pop(run_id if delivery is None else delivery, None)
             if failed is True:
                 self.failed += 1
             elif failed is False:
@@ -114,7 +115,7 @@ class Heartbeat:
 
     def row(self, *, stopped: bool = False) -> WorkerHeartbeat:
         with self._lock:
-            current = [{"id": k, "task": v} for k, v in list(self._current.items())[:CURRENT_RUNS_SHOWN]]
+            current = [{"id": r, "task": t} for r, t in list(self._current.values())[:CURRENT_RUNS_SHOWN]]
             running, done, failed = len(self._current), self.done, self.failed
         info: dict[str, Any] = {"running": running}
         if self.draining:

@@ -361,3 +361,20 @@ def test_jobsstatus_asks_rabbitmq_for_the_depth(broker_settings: str) -> None:
     queues = {q["name"]: q for q in json.loads(out.getvalue())["queues"]}
     purge_queues(queues=("fj-ops",))
     assert queues["fj-ops"]["broker_messages"] == 2
+
+
+def test_a_skipped_duplicate_delivery_does_not_hide_the_running_copy(db: Any) -> None:
+    """Two deliveries of one run id (a duplicate copy skipped while the first runs): the running
+    copy stays listed until it ends itself."""
+    beat = Heartbeat("worker", queues=["default"], threads=4)
+    running, duplicate = object(), object()
+    beat.run_started("r1", "t", delivery=running)
+    beat.run_started("r1", "t", delivery=duplicate)
+    beat.run_ended("r1", failed=None, delivery=duplicate)  # skipped: a copy of a running run
+    beat.beat()
+    (row,) = ours()
+    assert row.current_runs == [{"id": "r1", "task": "t"}]
+    beat.run_ended("r1", failed=False, delivery=running)
+    beat.beat()
+    (row,) = ours()
+    assert (row.runs_done, row.current_runs) == (1, [])

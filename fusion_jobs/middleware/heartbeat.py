@@ -18,7 +18,7 @@ class HeartbeatCounters(Middleware):
         self.heartbeat = heartbeat
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
-        self.heartbeat.run_started(message.message_id, message.actor_name)
+        self.heartbeat.run_started(message.message_id, message.actor_name, delivery=id(message))
 
     def after_process_message(
         self,
@@ -28,7 +28,7 @@ class HeartbeatCounters(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        self.heartbeat.run_ended(message.message_id, failed=exception is not None)
+        self.heartbeat.run_ended(message.message_id, failed=exception is not None, delivery=id(message))
 
     def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
-        self.heartbeat.run_ended(message.message_id, failed=None)
+        self.heartbeat.run_ended(message.message_id, failed=None, delivery=id(message))
