@@ -28,7 +28,9 @@ from django.utils import timezone
 
 from . import metrics
 from .conf import jobs_settings
+from .exceptions import UnknownTaskError
 from .models import TERMINAL_STATUSES, JobRun, RunMode, RunStatus
+from .registry import Task, get_task
 from .utils import clean_text, scrub, to_json_result
 
 logger = logging.getLogger("fusion_jobs.runs")
@@ -145,14 +147,21 @@ def _apply_start(
 ) -> JobRun | None:
     """Decide one start against its locked row; returns a row to insert when there was none."""
     if row is None:
-        # A message with no row: published by another producer, or its row was pruned.
+        # A message with no row: published by another producer, or its row was pruned. The row
+        # takes the task's limits as enqueue() would (the sweeper reads its execution timeout).
         op.outcome = Attempt(op.run_id, 1, op.task_name, op.retries_done)
+        try:
+            task_obj: Task | None = get_task(op.task_name)
+        except UnknownTaskError:
+            task_obj = None
         return JobRun(
             id=op.run_id,
             task_name=op.task_name,
             queue=op.queue or "default",
             mode=op.mode,
             kwargs=op.kwargs or {},
+            max_retries=task_obj.effective_max_retries if task_obj else 0,
+            execution_timeout=task_obj.effective_timeout if task_obj else None,
             status=RunStatus.RUNNING,
             attempts=1,
             started_at=now,

@@ -235,6 +235,22 @@ def test_a_message_without_a_row_gets_one():
 
 
 @pytest.mark.django_db
+def test_a_row_made_for_a_message_without_one_keeps_its_tasks_limits(settings):
+    """Plain Dramatiq senders (django-dramatiq projects) leave no row: the sweeper must still see the
+    task's own timeout, not the default, or it fails a long run that is still running."""
+    settings.FUSION_JOBS_DEFAULT_EXECUTION_TIMEOUT = 1.0
+    settings.FUSION_JOBS_STUCK_GRACE_SECONDS = 1.0
+    run_id = str(uuid.uuid4())
+    start_attempt(run_id, task_name="t-fail-then-pass", kwargs={"key": "k"}, queue="default")
+    run = JobRun.objects.get(pk=run_id)
+    assert (run.max_retries, run.execution_timeout) == (3, 30.0)
+    twenty_ago = timezone.now() - timedelta(seconds=20)
+    JobRun.objects.filter(pk=run_id).update(started_at=twenty_ago, heartbeat_at=twenty_ago)
+    assert sweep_stuck() == 0  # 20 s silent is within the task's 30 s (+ grace)
+    assert JobRun.objects.get(pk=run_id).status == "running"
+
+
+@pytest.mark.django_db
 def test_cancel_moves_only_queued_and_retrying_runs():
     runs = {
         status: new_run(status=status) for status in ("queued", "retrying", "running", "succeeded", "failed")
