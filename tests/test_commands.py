@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from django.utils import timezone
+
+from fusion_jobs.management.commands.importdramatiqtasks import run_from_task
+from fusion_jobs.models import JobRun
+from fusion_jobs.recording import TRACEBACK_LIMIT
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,3 +84,33 @@ def test_rundramatiq_refuses_a_count_below_one(option):
     out = run_manage("rundramatiq", option, "0")
     assert out.returncode == 2
     assert f"argument {option}" in out.stderr and "0 is not at least 1" in out.stderr
+
+
+@pytest.mark.django_db
+def test_importdramatiqtasks_stores_a_row_with_nul_and_a_huge_traceback() -> None:
+    """django-dramatiq stored whatever a message held; PostgreSQL refuses NUL (one such row failed
+    every batch, every rerun), and a megabyte traceback has no place in the run list."""
+    trace = "Traceback (most recent call last):\n" + "  frame\n" * 200_000 + "ValueError: bad\x00value"
+    message = {
+        "queue_name": "q\x00",
+        "actor_name": "act\x00or",
+        "args": [],
+        "kwargs": {"key\x00": ["v\x00", {"n": "\x00"}]},
+        "options": {"retries": 1, "traceback": trace},
+    }
+    now = timezone.now()
+    row = SimpleNamespace(
+        id=uuid.uuid4(),
+        message_data=json.dumps(message).encode(),
+        status="failed",
+        actor_name="act\x00or",
+        queue_name="q\x00",
+        created_at=now,
+        updated_at=now,
+    )
+    JobRun.objects.bulk_create([run_from_task(row)])
+    run = JobRun.objects.get(pk=row.id)
+    assert (run.task_name, run.queue) == ("act\ufffdor", "q\ufffd")
+    assert run.kwargs == {"key\ufffd": ["v\ufffd", {"n": "\ufffd"}]}
+    assert run.error == "ValueError: bad\ufffdvalue"
+    assert len(run.traceback) <= TRACEBACK_LIMIT + 3 and run.traceback.endswith("ValueError: bad\ufffdvalue")

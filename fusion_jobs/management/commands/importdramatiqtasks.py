@@ -20,6 +20,7 @@ them); otherwise as ``{"args": [...], ...}``, which the admin then refuses to re
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from typing import Any
 
@@ -29,9 +30,9 @@ from django.utils import timezone
 
 from fusion_jobs.exceptions import TaskArgumentsError, UnknownTaskError
 from fusion_jobs.models import JobRun, RunStatus
-from fusion_jobs.recording import db_alias
+from fusion_jobs.recording import TRACEBACK_LIMIT, db_alias
 from fusion_jobs.registry import get_task
-from fusion_jobs.utils import positive_int
+from fusion_jobs.utils import clean_text, positive_int, to_json_result
 
 #: django-dramatiq's Task.status -> JobRun.status.
 STATUS_MAP = {
@@ -60,7 +61,7 @@ def run_from_task(row: Any) -> JobRun:
     args: list[Any] = message["args"] if isinstance(message.get("args"), list) else []
     kwargs: dict[str, Any] = message["kwargs"] if isinstance(message.get("kwargs"), dict) else {}
     options: dict[str, Any] = message["options"] if isinstance(message.get("options"), dict) else {}
-    name = str(row.actor_name or message.get("actor_name") or "(unknown actor)")[:200]
+    name = clean_text(str(row.actor_name or message.get("actor_name") or "(unknown actor)"))[:200]
     max_retries = 0
     try:
         task_obj = get_task(name)
@@ -70,10 +71,13 @@ def run_from_task(row: Any) -> JobRun:
             args = []
     except (UnknownTaskError, TaskArgumentsError):
         pass
-    stored = {"args": args, **kwargs} if args else kwargs
+    # Whatever django-dramatiq stored: NUL and lone surrogates (PostgreSQL refuses them) become U+FFFD.
+    stored = to_json_result({"args": args, **kwargs} if args else kwargs, sys.maxsize)
     status = STATUS_MAP.get(row.status, RunStatus.FAILED)
     retries: int = options["retries"] if isinstance(options.get("retries"), int) else 0
-    traceback: str = options["traceback"] if isinstance(options.get("traceback"), str) else ""
+    traceback = clean_text(options["traceback"]) if isinstance(options.get("traceback"), str) else ""
+    if len(traceback) > TRACEBACK_LIMIT:  # cut as the worker cuts its own
+        traceback = traceback[: TRACEBACK_LIMIT // 2] + "\n…\n" + traceback[-TRACEBACK_LIMIT // 2 :]
     error = ""
     if status == RunStatus.FAILED:
         lines = [line for line in traceback.strip().splitlines() if line.strip()]
@@ -84,7 +88,7 @@ def run_from_task(row: Any) -> JobRun:
     return JobRun(
         id=uuid.UUID(str(row.id)),
         task_name=name,
-        queue=str(row.queue_name or message.get("queue_name") or "default")[:100],
+        queue=clean_text(str(row.queue_name or message.get("queue_name") or "default"))[:100],
         status=status,
         kwargs=stored,
         error=error,
