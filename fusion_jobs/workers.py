@@ -226,7 +226,8 @@ class WorkerView:
             "runs_failed": r.runs_failed,
             "running": int((r.info or {}).get("running", len(r.current_runs or []))),
             "current_runs": list(r.current_runs or []),
-            "draining": bool((r.info or {}).get("draining")),
+            # A stopped or silent process drains nothing: its last beat's flag is history.
+            "draining": bool((r.info or {}).get("draining")) and self.state == LIVE,
         }
 
 

@@ -347,6 +347,21 @@ def test_jobsstatus_prints_workers_queues_and_schedules(settings: Any) -> None:
     assert report["warnings"] and report["jobs"]["mode"] == "broker"
 
 
+@pytest.mark.django_db
+def test_jobsstatus_says_draining_only_of_a_live_worker(settings: Any) -> None:
+    """A worker's last beat while draining leaves ``draining`` in its row; once stopped it is gone, not draining."""
+    settings.FUSION_JOBS_WORKER_HEARTBEAT = 5.0
+    now = timezone.now()
+    for pid, stopped in ((8, None), (9, now)):
+        row = _row(pid, now, stopped=stopped)
+        row.info = {"draining": True}
+        row.save()
+    out = StringIO()
+    call_command("jobsstatus", "--json", "--no-broker", stdout=out)
+    draining = {w["pid"]: (w["state"], w["draining"]) for w in json.loads(out.getvalue())["workers"]}
+    assert draining == {8: (LIVE, True), 9: (GONE, False)}
+
+
 @pytest.mark.broker
 @pytest.mark.django_db(transaction=True)
 def test_jobsstatus_asks_rabbitmq_for_the_depth(broker_settings: str) -> None:
