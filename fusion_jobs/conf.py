@@ -466,6 +466,15 @@ def dramatiq_broker_url() -> tuple[str, str | None]:
         return url, None
     if url:
         return "", "DRAMATIQ_BROKER['OPTIONS']['url'] is not a single URL string"
+    for name in (
+        "ssl_options",
+        "parameters",
+    ):  # TLS, a cluster: dropping them changes where and how we connect
+        if options.get(name):
+            return "", (
+                f"DRAMATIQ_BROKER['OPTIONS'] sets {name!r}, which no broker URL carries over: "
+                "set FUSION_JOBS_BROKER_URL (amqps:// for TLS)"
+            )
     host = options.get("host") or "127.0.0.1"
     credentials = options.get("credentials")
     user = str(getattr(credentials, "username", "guest"))

@@ -31,7 +31,7 @@ from django.core import checks
 
 from .api import enqueue, enqueue_at
 from .exceptions import TaskDeclarationError
-from .registry import Task, all_tasks, get_task, register, task
+from .registry import Task, all_tasks, get_task, register, task, unregister
 
 if TYPE_CHECKING:
     from dramatiq import Actor, Broker
@@ -109,6 +109,13 @@ def adopt(actor: Actor[Any, Any]) -> Task | None:
     actor._fusion_jobs_task = made  # type: ignore[attr-defined]
     actor.send_with_options = functools.partial(send_with_options, actor)  # type: ignore[method-assign]
     return made
+
+
+def forget(actor_name: str) -> None:
+    """Unregister an adopted actor's task and its check notes (tests that adopt throwaway actors)."""
+    unregister(actor_name)
+    _skipped.pop(actor_name, None)
+    _not_carried.pop(actor_name, None)
 
 
 def adopt_actors(broker: Broker | None = None) -> list[Task]:
@@ -201,6 +208,7 @@ __all__ = [
     "HONOURED_SEND_OPTIONS",
     "adopt",
     "adopt_actors",
+    "forget",
     "import_actor_modules",
     "send_with_options",
 ]

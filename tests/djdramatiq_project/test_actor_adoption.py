@@ -14,10 +14,10 @@ from dramatiq.brokers.stub import StubBroker
 
 from fusion_jobs import checks
 from fusion_jobs.conf import dramatiq_broker_url, jobs_settings
-from fusion_jobs.dramatiq_actors import adopt
+from fusion_jobs.dramatiq_actors import adopt, forget
 from fusion_jobs.encoder import check_fields
 from fusion_jobs.models import JobRun
-from fusion_jobs.registry import get_task, unregister
+from fusion_jobs.registry import get_task
 
 calls: list[tuple[Any, ...]] = []
 
@@ -43,7 +43,7 @@ def actor() -> Iterator[Any]:
     )
     assert adopt(made) is not None
     yield made
-    unregister("djd_probe")
+    forget("djd_probe")  # its W020 note too: test_checks expects a project without one
 
 
 def _fields(**changes: Any) -> dict[str, Any]:
@@ -113,8 +113,12 @@ def test_send_without_a_broker_runs_inline_with_a_run_row(
         ({"BROKER": "dramatiq.brokers.rabbitmq.RabbitmqBroker", "OPTIONS": {"url": "amqp://u:p@h:1/v"}}, "amqp://u:p@h:1/v", None),
         ({"OPTIONS": {"host": "rabbit", "port": 5673, "virtual_host": "shop"}}, "amqp://guest:guest@rabbit:5673/shop", None),
         ({"BROKER": "dramatiq.brokers.redis.RedisBroker", "OPTIONS": {"url": "redis://h"}}, "", "RabbitMQ only"),
+        # pika options no URL can carry: TLS (a plain amqp:// URL would send the password in clear),
+        # and a cluster's parameters list (ignoring it would publish to 127.0.0.1)
+        ({"OPTIONS": {"host": "rabbit", "ssl_options": object()}}, "", "'ssl_options'"),
+        ({"OPTIONS": {"parameters": [{"host": "r1"}, {"host": "r2"}]}}, "", "'parameters'"),
     ],
-    ids=["absent", "url", "host-options", "redis"],
+    ids=["absent", "url", "host-options", "redis", "tls-options", "cluster-parameters"],
 )  # fmt: skip
 def test_dramatiq_broker_url_fallback(settings: Any, config: Any, url: str, problem: str | None) -> None:
     del settings.FUSION_JOBS_BROKER_URL
