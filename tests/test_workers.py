@@ -362,6 +362,30 @@ def test_jobsstatus_says_draining_only_of_a_live_worker(settings: Any) -> None:
     assert draining == {8: (LIVE, True), 9: (GONE, False)}
 
 
+@pytest.mark.parametrize(
+    ("database", "said"),
+    [("postgres", "fusion_jobs_workerheartbeat"), ("fj_no_such_database", "fj_no_such_database")],
+)
+def test_jobsstatus_on_an_unmigrated_or_missing_database_is_one_line_and_exit_1(
+    database: str, said: str
+) -> None:
+    """A health check must fail with a reason, not a traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FUSION_JOBS_", "DJANGO_"))}
+    env.update(DJANGO_SETTINGS_MODULE="tests.settings", FUSION_JOBS_TEST_DB=database)
+    out = subprocess.run(
+        [sys.executable, "manage.py", "jobsstatus", "--json", "--no-broker"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 1, out.stderr
+    assert said in out.stderr and "not migrated" in out.stderr and "Traceback" not in out.stderr
+    assert out.stdout == ""
+
+
 @pytest.mark.broker
 @pytest.mark.django_db(transaction=True)
 def test_jobsstatus_asks_rabbitmq_for_the_depth(broker_settings: str) -> None:

@@ -6,7 +6,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from django.utils import timezone
 
 from fusion_jobs.api import get_jobs_status
@@ -93,7 +94,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         now = timezone.now()
         jobs = get_jobs_status()
-        workers = list_workers(now)
+        try:
+            workers = list_workers(now)
+        except DatabaseError as exc:  # down or not migrated: a health check's reason, not a traceback
+            lines = str(exc).strip().splitlines()
+            raise CommandError(
+                f"fusion-jobs: database unavailable or not migrated ({lines[0][:200] if lines else type(exc).__name__}); "
+                "run manage.py migrate"
+            ) from None
         task_queues = sorted({t.effective_queue for t in all_tasks().values()})
         queues = queue_views(now, workers, also=task_queues)
         broker_note = None
