@@ -18,9 +18,10 @@ import fusion_jobs
 from fusion_jobs.backends.broker import publish
 from fusion_jobs.models import JobRun
 from fusion_jobs.registry import get_task
-from tests.conftest import wait_for
+from tests.conftest import purge_queues, wait_for
 
 NAMESPACE = "fjmetrics"  # this test's worker consumes only these queues
+QUEUE = "fj-metrics"  # t-metrics-* tasks: only the known-workload test's worker consumes it
 
 
 def free_port() -> int:
@@ -53,36 +54,38 @@ def terminal(run_id: str) -> bool:
 @pytest.mark.broker
 @pytest.mark.django_db(transaction=True)
 def test_worker_metrics_after_a_known_workload_scraped_over_http(broker_settings, make_worker, settings):
-    settings.FUSION_JOBS_QUEUE_NAMESPACE = NAMESPACE
+    # Tasks on a queue only this worker consumes, in the suite's own namespace: a retry may be
+    # published by any process's relay (they share the database) and still reach this worker.
+    purge_queues(queues=(QUEUE,))
     port = free_port()
     worker = make_worker(
-        queues=("default",),
+        queues=(QUEUE,),
         processes=2,  # the values are the sum over both processes (multiprocess mode)
         threads=2,
-        env={"FUSION_JOBS_METRICS_PORT": str(port), "FUSION_JOBS_QUEUE_NAMESPACE": NAMESPACE},
+        env={"FUSION_JOBS_METRICS_PORT": str(port)},
     )
     assert f"Prometheus metrics on http://127.0.0.1:{port}/metrics" in worker.output()
 
-    ok = [fusion_jobs.enqueue("t-record", label=f"m{i}") for i in range(3)]
-    failing = fusion_jobs.enqueue("t-always-fail", label="m-fail")  # max_retries=2: 3 attempts
-    slow = fusion_jobs.enqueue("t-sleep", seconds=5)  # execution_timeout 1 s, no retry
+    ok = [fusion_jobs.enqueue("t-metrics-record", label=f"m{i}") for i in range(3)]
+    failing = fusion_jobs.enqueue("t-metrics-fail", label="m-fail")  # max_retries=2: 3 attempts
+    slow = fusion_jobs.enqueue("t-metrics-sleep", seconds=5)  # execution_timeout 1 s, no retry
     for handle in [*ok, failing, slow]:
         wait_for(lambda h=handle: terminal(h.run_id), timeout=40, what=f"run {handle.run_id}")
     # A second message for a finished run: the worker skips it.
-    publish(get_task("t-record"), ok[0].run_id, {"label": "m0"})
+    publish(get_task("t-metrics-record"), ok[0].run_id, {"label": "m0"})
 
     def scraped() -> dict[Any, float] | None:
         found = scrape(port)
         return (
             found
-            if value(found, "fusion_jobs_runs_skipped_total", task="t-record", queue="default")
+            if value(found, "fusion_jobs_runs_skipped_total", task="t-metrics-record", queue=QUEUE)
             else None
         )
 
     found = wait_for(scraped, what="the skipped delivery to be counted")
-    rec = {"task": "t-record", "queue": "default"}
-    fail = {"task": "t-always-fail", "queue": "default"}
-    sleep = {"task": "t-sleep", "queue": "default"}
+    rec = {"task": "t-metrics-record", "queue": QUEUE}
+    fail = {"task": "t-metrics-fail", "queue": QUEUE}
+    sleep = {"task": "t-metrics-sleep", "queue": QUEUE}
     assert value(found, "fusion_jobs_runs_started_total", **rec) == 3
     assert value(found, "fusion_jobs_runs_succeeded_total", **rec) == 3
     assert value(found, "fusion_jobs_runs_skipped_total", **rec) == 1
@@ -95,7 +98,6 @@ def test_worker_metrics_after_a_known_workload_scraped_over_http(broker_settings
     assert value(found, "fusion_jobs_run_queue_wait_seconds_count", **fail) == 3
     assert 1.0 <= value(found, "fusion_jobs_run_duration_seconds_sum", **sleep) < 30
     assert value(found, "fusion_jobs_runs_in_progress", **rec) == 0
-    assert value(found, "fusion_jobs_relay_published_total") >= 2  # the two retries
     assert value(found, "fusion_jobs_writer_batch_size_count") >= 1
 
     # The supervisor's multiprocess directory goes with it.

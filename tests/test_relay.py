@@ -17,6 +17,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.urls import reverse
 from django.utils import timezone
 from dramatiq.broker import MessageProxy
+from prometheus_client import REGISTRY
 
 import fusion_jobs
 from fusion_jobs.backends import broker as broker_backend
@@ -368,3 +369,20 @@ def test_a_waiting_run_of_a_task_this_process_does_not_know_is_published_to_its_
         assert run.status in ("queued", "retrying") and run.published_at is not None
         assert publisher.queues[str(run.pk)] == ("t-only-in-the-new-code", "fj-new")
     assert relay_once(min_age=0) == 0
+
+
+def test_the_relay_counts_what_it_publishes_in_its_metrics(broker_settings, monkeypatch):
+    """``fusion_jobs_relay_published_total`` (in this process's registry: no exporter here)."""
+    monkeypatch.setattr(broker_backend, "publish_many", FakePublisher())
+    before = REGISTRY.get_sample_value("fusion_jobs_relay_published_total") or 0.0
+    for label in ("a", "b"):
+        JobRun.objects.create(
+            task_name="t-record",
+            mode="worker",
+            status="retrying",
+            kwargs={"label": label},
+            next_attempt_at=timezone.now() - timedelta(seconds=1),
+        )
+    assert relay_once(min_age=0) == 2
+    after = REGISTRY.get_sample_value("fusion_jobs_relay_published_total")
+    assert after == before + 2

@@ -198,3 +198,31 @@ def hostile_kill_thread(label: str) -> None:
 def outbox_record(label: str) -> None:
     """Its runs stay in the outbox when publishing fails, whatever FUSION_JOBS_ON_PUBLISH_ERROR says."""
     Marker.objects.create(label=label)
+
+
+# --- Metrics (tests/test_metrics.py): a queue of their own, so only that test's worker runs them --
+
+
+@fusion_jobs.task(name="t-metrics-record", queue="fj-metrics", execution_timeout="30s", max_retries=0)
+def metrics_record(label: str) -> str:
+    Marker.objects.create(label=label)
+    return label
+
+
+@fusion_jobs.task(
+    name="t-metrics-fail",
+    queue="fj-metrics",
+    execution_timeout="30s",
+    max_retries=2,
+    min_backoff=0.2,
+    max_backoff=0.3,
+)
+def metrics_fail(label: str) -> None:
+    raise ValueError(f"always fails: {label}")
+
+
+@fusion_jobs.task(name="t-metrics-sleep", queue="fj-metrics", execution_timeout="1s", max_retries=0)
+def metrics_sleep(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
