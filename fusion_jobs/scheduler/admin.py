@@ -37,6 +37,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from ..admin_changelist import StorableFiltersChangeList
 from ..exceptions import CronError, FusionJobsError, UnknownTaskError
 from ..models import CronOrigin, CronSchedule, JobRun, MisfirePolicy
 from ..recording import db_alias
@@ -261,6 +262,9 @@ class CronScheduleAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ("fusion_jobs/admin.css",)}
         js = ("fusion_jobs/cron_preview.js",)
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type:
+        return StorableFiltersChangeList  # a NUL in a filter or search is refused, not a 500
 
     # -- the add/edit form's live preview ---------------------------------------------------------
 

@@ -304,3 +304,10 @@ def test_the_form_s_preview_answers_with_the_next_fires_or_the_parse_error(make_
         in client.get(preview, {"expression": "* * * * *", "timezone": "Mars/Olympus"}).json()["error"]
     )
     assert make_client("nobody").get(preview, {"expression": "* * * * *"}).status_code in (302, 403)
+
+
+def test_a_filter_or_search_with_a_nul_is_an_invalid_filter_not_a_server_error(make_client):
+    viewer = make_client("viewer", "view_cronschedule")
+    for query in ({"origin": "run\x00time"}, {"q": "digest\x00"}):
+        response = viewer.get(CHANGELIST, query)
+        assert response.status_code == 302 and response["Location"].endswith("?e=1")
