@@ -306,7 +306,7 @@ SETTINGS: dict[str, Setting] = {
     "METRICS_TOKEN": Setting(
         "",
         str,
-        "Bearer token accepted by the database metrics view (`fusion_jobs.urls`) besides a staff session. Empty: staff only.",
+        "Bearer token accepted by the database metrics view (`fusion_jobs.urls`) besides a staff session with permission to view runs. Empty: such staff only.",
         secret=True,
         validate=lambda value: (
             None

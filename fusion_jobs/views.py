@@ -31,7 +31,8 @@ FAILED_WINDOW = timedelta(minutes=5)
 
 def _authorized(request: HttpRequest) -> bool:
     user = getattr(request, "user", None)
-    if user is not None and user.is_active and user.is_staff:
+    # Staff who may see the run history in the admin: the gauges show the same data.
+    if user is not None and user.is_active and user.is_staff and user.has_perm("fusion_jobs.view_jobrun"):
         return True
     token = str(jobs_settings.METRICS_TOKEN or "")
     header = request.headers.get("Authorization", "")

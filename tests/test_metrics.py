@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -202,6 +203,11 @@ def test_metrics_view_serves_database_gauges_to_the_token_and_to_staff(
 
     staff = django_user_model.objects.create_user("ops", password="x", is_staff=True)
     client.force_login(staff)
+    assert client.get("/jobs/metrics").status_code == 401  # staff, but may not view the runs
+    staff.user_permissions.add(
+        Permission.objects.get(codename="view_jobrun", content_type__app_label="fusion_jobs")
+    )
+    client.force_login(django_user_model.objects.get(pk=staff.pk))
     as_staff = client.get("/jobs/metrics")
     assert as_staff.status_code == 200
     assert value(samples(as_staff.content.decode()), "fusion_jobs_runs_waiting", queue="default") == 2
