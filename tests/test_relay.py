@@ -339,50 +339,54 @@ def test_a_waiting_run_of_a_task_this_process_does_not_know_is_published_to_its_
     never blocks the due runs behind it."""
     publisher = FakePublisher()
     monkeypatch.setattr(broker_backend, "publish_many", publisher)
-    long_ago = timezone.now() - timedelta(days=365)
+    # Due only at a time this test's relay_once is given: the rows are committed (transactional
+    # test) and any live worker's relay polling in real time would otherwise take them first.
+    due_at = timezone.now() + timedelta(days=30)
+    later = due_at + timedelta(days=1)
     unknown = [
         JobRun.objects.create(
             task_name="t-only-in-the-new-code",
             queue="fj-new",
             mode="worker",
             status=status,
-            next_attempt_at=long_ago,
+            next_attempt_at=due_at,
         )
         for status in ("queued", "retrying")
     ]
     lost = JobRun.objects.create(
         task_name="t-only-in-the-new-code", queue="fj-new", mode="worker", status="queued"
     )
-    JobRun.objects.filter(pk=lost.pk).update(enqueued_at=long_ago)
+    JobRun.objects.filter(pk=lost.pk).update(enqueued_at=due_at)
     kept = JobRun.objects.create(
         task_name="t-record",
         mode="worker",
         status="queued",
         kwargs={"label": "behind"},
-        next_attempt_at=long_ago + timedelta(seconds=1),
+        next_attempt_at=due_at + timedelta(seconds=1),
     )
 
-    assert relay_once(min_age=0) == 4
+    assert relay_once(min_age=0, now=later) == 4
     assert sorted(publisher.published) == sorted(str(r.pk) for r in [*unknown, lost, kept])
     for run in [*unknown, lost]:
         run.refresh_from_db()
         assert run.status in ("queued", "retrying") and run.published_at is not None
         assert publisher.queues[str(run.pk)] == ("t-only-in-the-new-code", "fj-new")
-    assert relay_once(min_age=0) == 0
+    assert relay_once(min_age=0, now=later) == 0
 
 
 def test_the_relay_counts_what_it_publishes_in_its_metrics(broker_settings, monkeypatch):
     """``fusion_jobs_relay_published_total`` (in this process's registry: no exporter here)."""
     monkeypatch.setattr(broker_backend, "publish_many", FakePublisher())
     before = REGISTRY.get_sample_value("fusion_jobs_relay_published_total") or 0.0
+    due = timezone.now() + timedelta(days=30)  # due only for this relay_once (see above)
     for label in ("a", "b"):
         JobRun.objects.create(
             task_name="t-record",
             mode="worker",
             status="retrying",
             kwargs={"label": label},
-            next_attempt_at=timezone.now() - timedelta(seconds=1),
+            next_attempt_at=due,
         )
-    assert relay_once(min_age=0) == 2
+    assert relay_once(min_age=0, now=due + timedelta(seconds=1)) == 2
     after = REGISTRY.get_sample_value("fusion_jobs_relay_published_total")
     assert after == before + 2
