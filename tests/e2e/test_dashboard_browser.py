@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,11 +16,11 @@ from django.utils import timezone
 
 from fusion_jobs.models import JobRun
 from fusion_jobs.rollup import refresh_rollup
-from tests.e2e.test_browser import SCREENSHOTS, browser  # noqa: F401  (the fixture: Debian's chromium)
+from tests.e2e.admin_browser import WIDTH, _orm_beside_playwright, admin_page, browser  # noqa: F401
+from tests.e2e.test_browser import SCREENSHOTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-WIDTH = 1280
 TASKS = {
     # name: (runs per 15 minutes at peak, median seconds, failure share)
     "documents.extract_text": (14, 2.5, 0.04),
@@ -29,27 +28,6 @@ TASKS = {
     "agent.send_digest": (3, 0.8, 0.15),
     "<b>hostile</b> task": (1, 0.3, 0.5),
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _orm_beside_playwright() -> Iterator[None]:
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls here are synchronous.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        yield
-
-
-@pytest.fixture
-def admin_page(browser: Any, live_server: Any, django_user_model: Any) -> Iterator[Any]:  # noqa: F811
-    django_user_model.objects.create_superuser("root", "root@example.test", "pw")
-    context = browser.new_context(base_url=live_server.url, viewport={"width": WIDTH, "height": 900})
-    page = context.new_page()
-    page.goto("/admin/login/")
-    page.fill("#id_username", "root")
-    page.fill("#id_password", "pw")
-    page.click("input[type=submit]")
-    yield page
-    context.close()
 
 
 def seed_a_day() -> None:
@@ -81,7 +59,7 @@ def seed_a_day() -> None:
     JobRun.objects.bulk_create(runs, batch_size=2000)
 
 
-def test_the_dashboard_charts_fit_1280_px_with_titles_and_tooltips(admin_page: Any) -> None:
+def test_the_dashboard_charts_fit_1280_px_with_titles_and_tooltips(admin_page: Any) -> None:  # noqa: F811 (the imported fixture)
     seed_a_day()
     refresh_rollup()
     for window, name in (("24h", "day"), ("1h", "hour")):

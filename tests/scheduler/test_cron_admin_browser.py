@@ -6,7 +6,6 @@ the filter sidebar open the State and Last run columns were past the right edge.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,36 +13,12 @@ from django.utils import timezone
 
 import fusion_jobs
 from fusion_jobs.models import CronSchedule, JobRun
-from tests.e2e.test_browser import browser  # noqa: F401  (the fixture: Debian's chromium)
+from tests.e2e.admin_browser import WIDTH, _orm_beside_playwright, admin_page, browser  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-WIDTH = 1280
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _orm_beside_playwright() -> Iterator[None]:
-    # Playwright's sync API keeps an event loop in this thread (until the module's browser closes);
-    # the ORM calls here, and the database flush after the test, are still synchronous.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        yield
-
-
-@pytest.fixture
-def admin_page(browser: Any, live_server: Any, django_user_model: Any) -> Iterator[Any]:  # noqa: F811
-    django_user_model.objects.create_superuser("root", "root@example.test", "pw")
-    context = browser.new_context(base_url=live_server.url, viewport={"width": WIDTH, "height": 900})
-    page = context.new_page()
-    page.goto("/admin/login/")
-    page.fill("#id_username", "root")
-    page.fill("#id_password", "pw")
-    page.click("input[type=submit]")
-    yield page
-    context.close()
-
-
-def test_the_schedule_list_fits_1280_px_with_styled_badges(admin_page: Any) -> None:
+def test_the_schedule_list_fits_1280_px_with_styled_badges(admin_page: Any) -> None:  # noqa: F811 (the imported fixture)
     # The example's longest names and expressions, with a last run each (its link and badge).
     for name, expr, zone in (
         ("agent-memory-consolidation-daily", "30 3 * * *", "UTC"),
@@ -75,7 +50,7 @@ def test_the_schedule_list_fits_1280_px_with_styled_badges(admin_page: Any) -> N
     admin_page.screenshot(path="/tmp/fusion-jobs-cron-admin-1280.png", full_page=True)
 
 
-def test_the_add_form_previews_the_next_fires_while_typing(admin_page: Any) -> None:
+def test_the_add_form_previews_the_next_fires_while_typing(admin_page: Any) -> None:  # noqa: F811 (the imported fixture)
     from playwright.sync_api import expect
 
     admin_page.goto("/admin/fusion_jobs/cronschedule/add/")
