@@ -43,6 +43,17 @@ def format_percent(rate: float | None) -> str:
     return "-" if rate is None else f"{rate * 100:.1f}%"
 
 
+def _rates(c: Cell) -> dict[str, str]:
+    """The formatted failure rate and p50/p95 wait and duration of one table row."""
+    return {
+        "failure_rate": format_percent(c.failure_rate),
+        "wait_p50": format_duration(c.wait.percentile(0.5)),
+        "wait_p95": format_duration(c.wait.percentile(0.95)),
+        "duration_p50": format_duration(c.duration.percentile(0.5)),
+        "duration_p95": format_duration(c.duration.percentile(0.95)),
+    }
+
+
 @dataclass
 class Point:
     start: datetime
@@ -57,11 +68,7 @@ class Point:
             "succeeded": c.counts.get("succeeded", 0),
             "failed": c.failed,
             "other": c.ended - c.executed,
-            "failure_rate": format_percent(c.failure_rate),
-            "wait_p50": format_duration(c.wait.percentile(0.5)),
-            "wait_p95": format_duration(c.wait.percentile(0.95)),
-            "duration_p50": format_duration(c.duration.percentile(0.5)),
-            "duration_p95": format_duration(c.duration.percentile(0.95)),
+            **_rates(c),
         }
 
 
@@ -77,11 +84,7 @@ class TaskSummary:
             "ended": c.ended,
             "executed": c.executed,
             "failed": c.failed,
-            "failure_rate": format_percent(c.failure_rate),
-            "wait_p50": format_duration(c.wait.percentile(0.5)),
-            "wait_p95": format_duration(c.wait.percentile(0.95)),
-            "duration_p50": format_duration(c.duration.percentile(0.5)),
-            "duration_p95": format_duration(c.duration.percentile(0.95)),
+            **_rates(c),
         }
 
 
