@@ -26,20 +26,32 @@ class RunMode(models.TextChoices):
     INLINE = "inline", "Inline"
 
 
+# Status sets: the one home for every group of statuses the code, admin and stats use.
+
 #: A run in one of these states never changes again.
 TERMINAL_STATUSES = frozenset(
     {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CANCELLED, RunStatus.SKIPPED}
 )
-#: States from which a worker may (re)start an attempt.
-STARTABLE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RETRYING, RunStatus.RUNNING})
+#: Waiting for an attempt to start: the relay publishes these and the admin may cancel them.
+WAITING_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RETRYING})
+#: Not finished yet: waiting or running.
+ACTIVE_STATUSES = WAITING_STATUSES | {RunStatus.RUNNING}
+#: An attempt ran to an outcome (the body executed): what throughput and duration count.
+EXECUTED_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMED_OUT})
+#: The run ended in error.
+FAILED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT})
 
 
-class JobRunQuerySet(models.QuerySet["JobRun"]):
-    def finished(self) -> JobRunQuerySet:
-        return self.filter(status__in=TERMINAL_STATUSES)
-
-    def active(self) -> JobRunQuerySet:
-        return self.exclude(status__in=TERMINAL_STATUSES)
+# The mode vocabulary. One idea, "where does the work run", seen from three places, each name
+# fixed by the public contract (DESIGN.md section 2):
+#   - the jobs gate, ``get_jobs_status()["mode"]``: ``broker`` (a broker is configured and eager
+#     is off, so runs go to workers) or ``eager`` (everything runs inline);
+#   - a call's handle, ``RunHandle.mode``: ``queued`` (handed to workers) or ``inline``;
+#   - a stored run, ``JobRun.mode`` (``RunMode``): ``worker`` or ``inline``.
+GATE_BROKER = "broker"
+GATE_EAGER = "eager"
+HANDLE_QUEUED = "queued"
+HANDLE_INLINE = "inline"
 
 
 class JobRun(models.Model):
