@@ -103,8 +103,6 @@ class JobRun(models.Model):
     scheduled_for = models.DateTimeField(null=True, blank=True, help_text="The cron tick this run is for.")
     skip_reason = models.CharField(max_length=200, blank=True, default="")
 
-    objects = JobRunQuerySet.as_manager()
-
     class Meta:
         ordering = ["-enqueued_at"]
         verbose_name = "job run"
