@@ -1,31 +1,18 @@
-"""Every ``FUSION_JOBS_*`` setting, with its default and what a valid value is, read on each access.
+"""The settings table: every ``FUSION_JOBS_*`` setting, one line of declaration each.
 
-A setting is looked up in Django settings first, then in the environment variable of the same
-name, then falls back to the default here. Reading on each access (as procrastinate's settings
-object does) keeps ``override_settings`` and per-test environment changes working. Values are
-validated by system checks (``fusion_jobs.checks``), not here, so a bad value never breaks an
-import: each ``Setting`` declares its type and range, and the checks report every value that
-falls outside it (a new setting adds one line here and is validated like the others).
+README's settings table repeats each ``doc`` text word for word (``tests/test_conf.py`` checks it):
+a new setting adds an entry here and a row there.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
-from django.conf import settings as django_settings
+from .setting import Setting
 
 #: What a failed publish does (``ON_PUBLISH_ERROR``, or a task's ``on_publish_error``).
 PUBLISH_ERROR_POLICIES = ("inline", "raise", "outbox")
-
-PREFIX = "FUSION_JOBS_"
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 #: Dramatiq's rule for queue names (``dramatiq.broker``), minus its reserved ``.DQ``/``.XQ`` suffixes.
 QUEUE_NAME = r"[A-Za-z_][A-Za-z0-9._-]*"
@@ -60,104 +47,6 @@ def _dotted_problem(value: str) -> str | None:
     return None if _DOTTED.match(value) else f"{value!r} is not a dotted Python path"
 
 
-def _number(value: float) -> str:
-    return f"{int(value)}" if float(value).is_integer() else f"{value:g}"
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One setting: default, type, documentation, and the range a system check enforces.
-
-    ``low``/``high`` bound numbers (``low_open``: strictly above ``low``); ``choices`` or
-    ``pattern`` (a full match) constrain strings, and each item of a tuple setting; ``validate``
-    returns a problem (never quoting a secret value) or None. ``check_id`` overrides the id
-    the type implies (E004 booleans, E005 numbers, E006 strings, E007 lists); ``expect`` words
-    the valid values for the hint when the declaration alone would not say it well.
-    """
-
-    default: Any
-    kind: type
-    doc: str
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    choices: tuple[str, ...] | None = None
-    pattern: str | None = None
-    validate: Callable[[str], str | None] | None = None
-    check_id: str | None = None
-    secret: bool = False
-    expect: str | None = None
-
-    @property
-    def constrained(self) -> bool:
-        """Whether a range is declared beyond the type (every number, string and list must have one)."""
-        if self.kind is bool:
-            return True
-        if self.kind in (int, float):
-            return self.low is not None
-        return bool(self.choices or self.pattern or self.validate)
-
-    def expectation(self) -> str:
-        """What a valid value looks like, for the check's hint."""
-        if self.expect:
-            return self.expect
-        if self.kind is bool:
-            return "True or False (1/0, true/false, yes/no, on/off in the environment)"
-        if self.kind in (int, float):
-            what = "a whole number" if self.kind is int else "a number"
-            parts = []
-            if self.low is not None:
-                parts.append(f"{'above' if self.low_open else 'at least'} {_number(self.low)}")
-            if self.high is not None:
-                parts.append(f"at most {_number(self.high)}")
-            return f"{what} {' and '.join(parts)}".strip()
-        if self.choices:
-            each = f"one of {', '.join(repr(c) for c in self.choices)}"
-        elif self.pattern:
-            each = f"matching {self.pattern}"
-        else:
-            each = "valid"
-        if self.kind is tuple:
-            return f"a list of strings (comma-separated in the environment), each {each}"
-        return f"a string {each}"
-
-    def problem(self, value: Any) -> str | None:
-        """Why ``value`` (as read, after coercion) is invalid, or None when it is valid."""
-        if self.kind is bool:
-            return None if isinstance(value, bool) else "not a boolean"
-        if self.kind in (int, float):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                return "not a number"
-            if self.kind is int and not float(value).is_integer():
-                return "not a whole number"
-            if value != value or value in (float("inf"), float("-inf")):
-                return "not a finite number"
-            if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-                return "out of range"
-            if self.high is not None and value > self.high:
-                return "out of range"
-            return None
-        if self.kind is tuple:
-            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-                return "not a list of strings"
-            for item in value:
-                problem = self._string_problem(item)
-                if problem:
-                    return problem
-            return None
-        if not isinstance(value, str):
-            return "not a string"
-        return self._string_problem(value)
-
-    def _string_problem(self, value: str) -> str | None:
-        if self.choices and value not in self.choices:
-            return f"{value!r} is not one of {', '.join(self.choices)}"
-        if self.pattern and not re.fullmatch(self.pattern, value):
-            return f"{value!r} does not match {self.pattern}"
-        return self.validate(value) if self.validate else None
-
-
-#: The settings table; README's table is generated from the same text.
 SETTINGS: dict[str, Setting] = {
     "BROKER_URL": Setting(
         "",
@@ -418,129 +307,3 @@ SETTINGS: dict[str, Setting] = {
         expect="a five-field crontab expression or @nickname (e.g. '*/5 * * * *'), or empty to turn it off",
     ),
 }
-
-
-def _coerce(name: str, raw: Any, kind: type) -> Any:
-    if kind is bool and isinstance(raw, str):
-        low = raw.strip().lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        return raw  # left as is: the system check reports it
-    if kind in (int, float) and isinstance(raw, str):
-        try:
-            return kind(raw)
-        except ValueError:
-            return raw
-    if kind is tuple and isinstance(raw, str):
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    return raw
-
-
-#: django-dramatiq's ``DRAMATIQ_BROKER["BROKER"]`` values that are RabbitMQ (its default included).
-RABBITMQ_BROKERS = ("dramatiq.brokers.rabbitmq.RabbitmqBroker", "dramatiq.brokers.rabbitmq.RabbitMQBroker")
-
-
-def dramatiq_broker_url() -> tuple[str, str | None]:
-    """The RabbitMQ URL of django-dramatiq's ``DRAMATIQ_BROKER`` setting, and why there is none.
-
-    Read only while ``FUSION_JOBS_BROKER_URL`` is unset, so a django-dramatiq project switches
-    without repeating its URL. ``OPTIONS["url"]`` is used as is; pika's ``host``/``port``/
-    ``virtual_host``/``credentials`` options are turned into a URL. Returns ``("", problem)`` for
-    a broker fusion-jobs cannot run on (Redis, stub), ``("", None)`` when the setting is absent.
-    """
-    config = getattr(django_settings, "DRAMATIQ_BROKER", None)
-    if config is None:
-        return "", None
-    if not isinstance(config, dict):
-        return "", f"DRAMATIQ_BROKER is a {type(config).__name__}, not a dict"
-    path = config.get("BROKER", RABBITMQ_BROKERS[0])
-    if path not in RABBITMQ_BROKERS:
-        return "", f"DRAMATIQ_BROKER['BROKER'] is {str(path)[:200]!r}: fusion-jobs runs on RabbitMQ only"
-    options = config.get("OPTIONS") or {}
-    if not isinstance(options, dict):
-        return "", "DRAMATIQ_BROKER['OPTIONS'] is not a dict"
-    url = options.get("url")
-    if isinstance(url, str) and url:
-        return url, None
-    if url:
-        return "", "DRAMATIQ_BROKER['OPTIONS']['url'] is not a single URL string"
-    for name in (
-        "ssl_options",
-        "parameters",
-    ):  # TLS, a cluster: dropping them changes where and how we connect
-        if options.get(name):
-            return "", (
-                f"DRAMATIQ_BROKER['OPTIONS'] sets {name!r}, which no broker URL carries over: "
-                "set FUSION_JOBS_BROKER_URL (amqps:// for TLS)"
-            )
-    host = options.get("host") or "127.0.0.1"
-    credentials = options.get("credentials")
-    user = str(getattr(credentials, "username", "guest"))
-    password = str(getattr(credentials, "password", "guest"))
-    vhost = str(options.get("virtual_host") or "/")
-    return (
-        f"amqp://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{int(options.get('port') or 5672)}"
-        f"/{quote(vhost, safe='')}",
-        None,
-    )
-
-
-class JobsSettings:
-    """Attribute access resolves ``FUSION_JOBS_<NAME>`` on every read."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            spec = SETTINGS[name]
-        except KeyError:
-            raise AttributeError(f"unknown fusion_jobs setting {name!r}") from None
-        full = PREFIX + name
-        if hasattr(django_settings, full):
-            raw = getattr(django_settings, full)
-        elif full in os.environ:
-            raw = os.environ[full]
-        elif name == "BROKER_URL":
-            return dramatiq_broker_url()[0]  # a django-dramatiq project's RabbitMQ, or ""
-        else:
-            return spec.default
-        if raw is None:
-            return spec.default
-        return _coerce(full, raw, spec.kind)
-
-    def source(self, name: str) -> str:
-        full = PREFIX + name
-        if hasattr(django_settings, full):
-            return "settings"
-        if full in os.environ:
-            return "environment"
-        if name == "BROKER_URL" and dramatiq_broker_url()[0]:
-            return "DRAMATIQ_BROKER"
-        return "default"
-
-
-jobs_settings = JobsSettings()
-
-
-def queue_namespace() -> str:
-    """``FUSION_JOBS_QUEUE_NAMESPACE`` when valid, else empty (the system check reports a bad one)."""
-    value = jobs_settings.QUEUE_NAMESPACE
-    return value if isinstance(value, str) and SETTINGS["QUEUE_NAMESPACE"].problem(value) is None else ""
-
-
-def broker_queue(queue: str) -> str:
-    """The RabbitMQ queue a logical queue name lives in: ``<namespace>.<queue>``, or the name itself.
-
-    Everything that declares, publishes to or consumes from a queue uses this name; run rows,
-    task declarations and the admin keep the logical one.
-    """
-    namespace = queue_namespace()
-    return f"{namespace}.{queue}" if namespace else queue
-
-
-def logical_queue(name: str) -> str:
-    """The inverse of :func:`broker_queue` (a name outside the namespace is returned as is)."""
-    namespace = queue_namespace()
-    if namespace and name.startswith(namespace + "."):
-        return name[len(namespace) + 1 :]
-    return name
