@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+from ..admission import admit
 from ..context import RunContext, activate, deactivate
 from ..metrics import run_ended, run_started
 from ..models import RunMode, RunStatus
@@ -39,13 +40,11 @@ def run_inline(
     on and the caller can still receive it. The outcome is recorded whatever the task returned or
     raised (NUL, lone surrogates and unencodable values are sanitised by ``recording``).
 
-    Single-flight and stale cron ticks are checked first, as on a worker (``scheduler.overlap``).
+    Single-flight and stale cron ticks are checked first, as on a worker (``fusion_jobs.admission``).
     ``started``: the row was written already ``running`` for this attempt (``enqueue()`` does so
     outside a transaction, for a task no overlap rule applies to); the outcome is then written
     without waiting for the disk, like that row.
     """
-    from ..scheduler.overlap import admit
-
     if started is not None:
         return _execute(task, run_id, kwargs, started, durable=False)
     admission = admit(task, run_id, kwargs)

@@ -1,4 +1,4 @@
-"""Single-flight tasks and stale cron ticks on the worker (the logic is in ``fusion_jobs.scheduler.overlap``).
+"""Single-flight tasks and stale cron ticks on the worker (the logic is in ``fusion_jobs.admission``).
 
 It sits before ``RunLifecycle``: a run kept from starting is recorded ``skipped`` and the message
 is skipped (acked) before anything marks it ``running``. The lock taken here is released in
@@ -18,9 +18,9 @@ from dramatiq import Broker, Middleware
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import SkipMessage
 
+from ..admission import Admission, admit
 from ..exceptions import UnknownTaskError
 from ..registry import get_task
-from ..scheduler.overlap import Admission, admit
 from .db import requeue_for_db_outage
 
 logger = logging.getLogger("fusion_jobs.worker")

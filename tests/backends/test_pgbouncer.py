@@ -25,8 +25,8 @@ import psycopg
 import pytest
 from django.db import connections
 
+from fusion_jobs import admission
 from fusion_jobs.registry import get_task
-from fusion_jobs.scheduler import overlap
 from tests.conftest import IN_CI, ROOT
 
 
@@ -85,20 +85,20 @@ def _direct_lock_free(direct: dict[str, Any], number: int) -> bool:
 
 def test_single_flight_lock_is_exclusive_and_released_through_transaction_pooling(through_pgbouncer):
     task_obj = get_task("t-cron-single-flight")
-    key = overlap.flight_key(task_obj, {})
-    number = overlap.lock_id(key)
-    first = overlap.acquire(task_obj, key, holder="run-1")
+    key = admission.flight_key(task_obj, {})
+    number = admission.lock_id(key)
+    first = admission.acquire(task_obj, key, holder="run-1")
     assert first is not None
     try:
         # Another worker asks while the first run holds it: refused (before: granted on the
         # pooled server connection that still carried the first client's session lock).
-        assert overlap.acquire(task_obj, key, holder="run-2") is None
+        assert admission.acquire(task_obj, key, holder="run-2") is None
         assert not _direct_lock_free(through_pgbouncer, number)
     finally:
         first()
     assert _direct_lock_free(through_pgbouncer, number), (
         "the lock outlived its release (left on a pooled server connection)"
     )
-    again = overlap.acquire(task_obj, key, holder="run-3")
+    again = admission.acquire(task_obj, key, holder="run-3")
     assert again is not None
     again()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fusion_jobs.scheduler import overlap
+from fusion_jobs import admission
 from tests.scheduler.helpers import FakeClock, Recorder
 
 
@@ -22,7 +22,7 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_overlap_cache() -> Iterator[None]:
-    overlap.forget_cached_schedules()
+def _fresh_admission_cache() -> Iterator[None]:
+    admission.forget_cached_schedules()
     yield
-    overlap.forget_cached_schedules()
+    admission.forget_cached_schedules()

@@ -11,10 +11,10 @@ from django.db import connections
 from django.utils import timezone
 
 import fusion_jobs
+from fusion_jobs import admission
 from fusion_jobs.backends.inline import run_inline
 from fusion_jobs.models import CronSchedule, JobRun, RunMode, WorkerLease
 from fusion_jobs.registry import get_task
-from fusion_jobs.scheduler import overlap
 from fusion_jobs.scheduler.firing import Publisher, fire_schedule
 from tests.conftest import wait_for
 from tests.testapp.models import Marker
@@ -109,17 +109,17 @@ def test_a_cron_run_picked_up_after_max_lateness_is_skipped_inline():
 @pytest.mark.django_db
 def test_the_lock_row_used_without_postgresql():
     task = get_task(SINGLE)
-    release = overlap._row_lock("default", "k", holder="run-1", ttl=60)
+    release = admission.row_lock("default", "k", holder="run-1", ttl=60)
     assert release is not None
-    assert overlap._row_lock("default", "k", holder="run-2", ttl=60) is None
+    assert admission.row_lock("default", "k", holder="run-2", ttl=60) is None
     release()
-    again = overlap._row_lock("default", "k", holder="run-3", ttl=60)
+    again = admission.row_lock("default", "k", holder="run-3", ttl=60)
     assert again is not None
     WorkerLease.objects.filter(holder="run-3").update(expires_at=timezone.now() - timedelta(seconds=1))
-    taken_over = overlap._row_lock("default", "k", holder="run-4", ttl=task.effective_timeout)
+    taken_over = admission.row_lock("default", "k", holder="run-4", ttl=task.effective_timeout)
     assert taken_over is not None  # an expired lock (a crashed holder) is taken over
     again()  # the old holder's release does not free the new holder's lock
-    assert overlap._row_lock("default", "k", holder="run-5", ttl=60) is None
+    assert admission.row_lock("default", "k", holder="run-5", ttl=60) is None
     taken_over()
 
 

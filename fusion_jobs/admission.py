@@ -1,7 +1,7 @@
-"""Overlap control for a run about to start: single-flight locks and stale cron ticks.
+"""Admission of a run about to start: single-flight locks and stale cron ticks.
 
 Shared by the worker (:mod:`fusion_jobs.middleware.single_flight`) and the inline backend, and
-free of Dramatiq imports so the inline path stays light.
+free of Dramatiq and APScheduler imports so the inline path stays light.
 
 * **Single-flight** (``@task(single_flight=True)``, or a function of the task's arguments that
   returns a key): at most one run per key executes at a time, across all workers and processes.
@@ -34,12 +34,13 @@ from typing import Any
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
-from ..conf import jobs_settings
-from ..models import CronSchedule, JobRun, RunStatus, WorkerLease
-from ..recording import db_alias, mark_skipped
-from ..registry import Task
+from .conf import jobs_settings
+from .models import CronSchedule, JobRun, RunStatus, WorkerLease
+from .recording import db_alias, mark_skipped
+from .registry import Task
+from .scheduler.crontab import ZonedCron
 
-logger = logging.getLogger("fusion_jobs.overlap")
+logger = logging.getLogger("fusion_jobs.admission")
 
 #: How long the set of tasks that may have stale ticks is cached per process.
 CANDIDATES_TTL = 30.0
@@ -92,7 +93,7 @@ def lock_id(key: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _pg_lock(alias: str, key: str) -> Callable[[], None] | None:
+def pg_lock(alias: str, key: str) -> Callable[[], None] | None:
     """The lock in a transaction kept open (idle, no snapshot held) until ``release`` rolls it back."""
     connection = connections.create_connection(alias)
     number = lock_id(key)
@@ -117,7 +118,7 @@ def _pg_lock(alias: str, key: str) -> Callable[[], None] | None:
     return release
 
 
-def _row_lock(alias: str, key: str, holder: str, ttl: float) -> Callable[[], None] | None:
+def row_lock(alias: str, key: str, holder: str, ttl: float) -> Callable[[], None] | None:
     name = "sf:" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
     expires = timezone.now() + timedelta(seconds=ttl)
     rows = WorkerLease.objects.using(alias)
@@ -139,9 +140,9 @@ def acquire(task_obj: Task, key: str, holder: str) -> Callable[[], None] | None:
     """Take the single-flight lock for ``key``; its release function, or None if someone holds it."""
     alias = db_alias()
     if connections[alias].vendor == "postgresql":
-        return _pg_lock(alias, key)
+        return pg_lock(alias, key)
     ttl = task_obj.effective_timeout + float(jobs_settings.STUCK_GRACE_SECONDS)
-    return _row_lock(alias, key, holder, ttl)
+    return row_lock(alias, key, holder, ttl)
 
 
 # --- Stale cron ticks --------------------------------------------------------------------------
@@ -196,9 +197,7 @@ def stale_reason(task_obj: Task, run_id: str, now: datetime | None = None) -> st
     if schedule["max_lateness"] is not None:
         limit, what = float(schedule["max_lateness"]), "the schedule's max_lateness"
     elif task_obj.single_flight:
-        from .triggers import CrontabTrigger
-
-        following = CrontabTrigger(schedule["expression"], schedule["timezone"]).next_after(tick)
+        following = ZonedCron(schedule["expression"], schedule["timezone"]).next_after(tick)
         if following is None:
             return ""
         limit, what = (following - tick).total_seconds(), "its schedule's interval (a newer tick is due)"
