@@ -25,6 +25,7 @@ from fusion_jobs.backends.django_tasks import (
     task_finished,
     task_started,
 )
+from fusion_jobs.backends.django_tasks.execute import needs_row
 from fusion_jobs.models import JobRun, RunStatus
 from tests.integration.django_tasks.fjdt import tasks as t
 from tests.testapp.models import Marker
@@ -323,8 +324,8 @@ def no_project_receivers():
 
 def test_without_project_receivers_an_attempt_reads_no_row(no_project_receivers, django_assert_num_queries):
     # Only the framework's own log receivers: the attempt builds its result without a query.
-    assert not backend_module._needs_row(t.add)
-    assert backend_module._needs_row(t.with_context)
+    assert not needs_row(t.add)
+    assert needs_row(t.with_context)
     registered = fusion_jobs.registry.get_task(t.add.module_path)
     from fusion_jobs.context import RunContext, activate, deactivate
     from fusion_jobs.recording import Attempt
