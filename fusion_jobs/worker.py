@@ -22,7 +22,13 @@ from .metrics import start_exporter
 from .registry import all_tasks
 from .reloading import CodeWatch, Watch, migration_watch
 from .utils import mask_url
-from .worker_process import EXIT_BROKER_REFUSED, EXIT_CONFIG, SUPERVISOR_ENV
+from .worker_process import (
+    EXIT_BROKER_REFUSED,
+    EXIT_CONFIG,
+    HARD_LIMIT_EXIT,
+    SUPERVISOR_ENV,
+    THREAD_DIED_EXIT,
+)
 
 
 class Output(Protocol):
@@ -126,7 +132,8 @@ def wait_for_broker(stdout: Output, stop: threading.Event) -> int | None:
     are ready and then log connection errors many times a second. An unreachable broker is
     retried with backoff, one line per attempt.
     """
-    import pika  # only with jobs enabled: the web process never loads pika
+    # Both load pika, only with jobs enabled: the web process (the cron admin imports this module) never does.
+    import pika
 
     from .backends.broker import describe_refusal, open_connection
 
@@ -218,11 +225,6 @@ def supervise(argv: list[str], env: dict[str, str], stdout: Output, *, code_relo
     the broker are checked first: a refused broker login exits 3 at once; a database that is
     down or not migrated, or a broker that is unreachable, is waited for.
     """
-    from .middleware.hard_limit import (  # Dramatiq is loaded only with jobs enabled
-        HARD_LIMIT_EXIT,
-        THREAD_DIED_EXIT,
-    )
-
     stop = threading.Event()
     slots = [_Slot() for _ in range(max(1, int(env.get("FUSION_JOBS_PROCESSES") or 1)))]
 

@@ -8,7 +8,8 @@ with its supervisor (``PR_SET_PDEATHSIG``, and a parent watch where that is not 
 missing while the supervisor replaces it.
 
 Exit codes: 0 stopped on request, 2 the configuration or an import failed, 3 RabbitMQ refused the
-login or the vhost (restarting would only loop), anything else: restart me.
+login or the vhost (restarting would only loop), 75 the hard time limit ended it, 76 one of its
+threads died; anything else: restart me.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from typing import Any
 SUPERVISOR_ENV = "FUSION_JOBS_SUPERVISOR_PID"
 EXIT_CONFIG = 2
 EXIT_BROKER_REFUSED = 3
+#: Ended by the hard time limit (``middleware.hard_limit``): a task blocked past its timeout.
+HARD_LIMIT_EXIT = 75
+#: A worker or consumer thread died (``middleware.hard_limit``); the process ends to be replaced.
+THREAD_DIED_EXIT = 76
 #: Milliseconds a graceful stop waits for running tasks (Dramatiq's default shutdown timeout).
 SHUTDOWN_TIMEOUT_MS = int(os.environ.get("dramatiq_worker_shutdown_timeout", 600_000))  # noqa: SIM112
 _PR_SET_PDEATHSIG = 1
@@ -62,7 +67,8 @@ def die_with_supervisor() -> None:
 
 def start_heartbeat(broker: Any, queues: list[str] | None, threads: int) -> Any:
     """Register this process in the workers registry and count its runs (``fusion_jobs.workers``)."""
-    from fusion_jobs.middleware.heartbeat import HeartbeatCounters  # after django.setup(), as bootstrap
+    # Imported once django.setup() has run (bootstrap): this module is loaded by the supervisor too.
+    from fusion_jobs.middleware.heartbeat import HeartbeatCounters
     from fusion_jobs.workers import Heartbeat
 
     consumed = queues or [q for q in broker.get_declared_queues() if not q.endswith((".DQ", ".XQ"))]
@@ -113,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         from fusion_jobs import bootstrap
         from fusion_jobs.backends.broker import describe_refusal, open_connection
         from fusion_jobs.backends.queues import check_queues
+        from fusion_jobs.middleware.relay import OutboxRelay
     except Exception:
         logging.basicConfig()
         logging.getLogger("fusion_jobs.worker").exception("worker process %s could not start", os.getpid())
@@ -141,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     if mismatch:
         logger.error("worker process %s: %s; stopping", os.getpid(), mismatch)
         return EXIT_CONFIG
+    broker.add_middleware(OutboxRelay())  # this process's relay thread (see fusion_jobs.middleware)
     broker.emit_after("process_boot")
     # Logical names: the broker puts them in the queue namespace when it talks to RabbitMQ.
     worker = dramatiq.Worker(

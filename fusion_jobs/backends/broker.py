@@ -16,12 +16,12 @@ import pika
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import dq_name, xq_name
 from dramatiq.errors import ConnectionClosed
-from dramatiq.middleware import TimeLimit
 
 from .. import metrics
 from ..conf import broker_queue, jobs_settings
 from ..encoder import StrictJSONEncoder
 from ..exceptions import PublishError, TaskArgumentsError
+from ..middleware import build_stack
 from ..middleware.validation import QueueCheckedConsumer, before_process_fail_closed
 from ..registry import Task, all_tasks, on_register
 from ..utils import mask_url, scrub
@@ -145,32 +145,6 @@ def describe_refusal(exc: BaseException) -> str:
     return f"RabbitMQ at {url} refused the login (wrong user or password)"
 
 
-def _middleware() -> list[Any]:
-    from ..middleware.db import DbConnections
-    from ..middleware.hard_limit import HardTimeLimit
-    from ..middleware.lifecycle import RunLifecycle
-    from ..middleware.metrics import RunMetrics
-    from ..middleware.relay import OutboxRelay
-    from ..middleware.single_flight import SingleFlight
-    from ..middleware.tracing import RunTracing
-
-    # Order matters: Dramatiq runs ``after_*`` hooks in reverse, so DbConnections closes stale
-    # connections first and last, and RunLifecycle writes the outcome before the ack.
-    # SingleFlight comes before RunLifecycle: a run it skips never goes ``running``, and its
-    # lock is released only after the outcome is written. RunMetrics and RunTracing come after
-    # RunLifecycle: they see only attempts it started, and end before it records the outcome.
-    return [
-        DbConnections(),
-        TimeLimit(),
-        HardTimeLimit(),
-        SingleFlight(),
-        RunLifecycle(),
-        RunMetrics(),
-        RunTracing(),
-        OutboxRelay(),
-    ]
-
-
 def get_broker() -> RabbitmqBroker:
     """The process's broker, built on first use from FUSION_JOBS_BROKER_URL, with every task declared."""
     global _broker, _broker_url
@@ -180,7 +154,7 @@ def get_broker() -> RabbitmqBroker:
     with _lock:
         if _broker is not None and _broker_url == url:
             return _broker
-        broker = FusionRabbitmqBroker(url, _middleware())
+        broker = FusionRabbitmqBroker(url, build_stack())
         dramatiq.set_encoder(StrictJSONEncoder())
         dramatiq.set_broker(broker)
         _broker, _broker_url = broker, url
@@ -282,6 +256,17 @@ def _pool(broker: RabbitmqBroker) -> PublisherPool:
         with _lock:
             pool = _pools.setdefault(id(broker), PublisherPool(broker))
     return pool
+
+
+def keep_publishers_alive() -> int:
+    """Keep the built broker's idle publishing connections alive (see ``PublisherPool.keep_alive``).
+
+    For a process that publishes rarely (``runcrons``); returns how many dropped connections were
+    discarded, so the next publish opens a new one instead of starting on a broken one.
+    """
+    with _lock:
+        pool = _pools.get(id(_broker)) if _broker is not None else None
+    return pool.keep_alive() if pool is not None else 0
 
 
 def _publish_raw(broker: RabbitmqBroker, messages: list[tuple[Any, int | None]]) -> None:

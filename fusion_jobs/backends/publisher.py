@@ -96,6 +96,34 @@ class PublisherPool:
                 return
         publisher.close()
 
+    def keep_alive(self) -> int:
+        """Service the idle connections' heartbeats; close those the broker dropped (how many).
+
+        pika's BlockingConnection answers heartbeats only while it is used: an idle one is dropped
+        by RabbitMQ as dead. Only idle connections are touched, never one a thread is publishing on.
+        """
+        with self._lock:
+            idle, self._idle = self._idle, []
+        kept, dropped = [], 0
+        for publisher in idle:
+            try:
+                if publisher.healthy:
+                    publisher.connection.process_data_events(time_limit=0)
+                if not publisher.healthy:
+                    raise ConnectionError("connection or channel closed")
+                kept.append(publisher)
+            except Exception as exc:
+                dropped += 1
+                logger.info(
+                    "broker connection lost (%s: %s); a new one is opened at the next publish",
+                    type(exc).__name__,
+                    exc,
+                )
+                publisher.close()
+        with self._lock:
+            self._idle.extend(kept)
+        return dropped
+
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []

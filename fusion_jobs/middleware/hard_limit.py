@@ -30,22 +30,17 @@ from dramatiq.broker import MessageProxy
 from dramatiq.worker import ConsumerThread, WorkerThread
 
 from ..conf import jobs_settings
-from .lifecycle import record_hard_timeout, record_thread_death
+from ..worker_process import HARD_LIMIT_EXIT, THREAD_DIED_EXIT
+from .lifecycle import RunLifecycle
 
 logger = logging.getLogger("fusion_jobs.worker")
 
-#: Exit code of a worker process ended by the hard limit (the supervisor restarts it).
-HARD_LIMIT_EXIT = 75
-#: Exit code of a worker process whose worker or consumer thread died (the supervisor restarts it).
-THREAD_DIED_EXIT = 76
-
-
-class HardLimitExceeded(Exception):
-    """The task did not stop at its soft time limit and its worker process was restarted."""
-
 
 class HardTimeLimit(Middleware):
-    def __init__(self, check_interval: float = 0.5) -> None:
+    """Watches each running delivery's deadline; ``lifecycle`` records the runs it ends."""
+
+    def __init__(self, lifecycle: RunLifecycle, check_interval: float = 0.5) -> None:
+        self.lifecycle = lifecycle
         self.check_interval = check_interval
         self._running: dict[int, tuple[float, float, MessageProxy]] = {}
         self._lock = threading.Lock()
@@ -98,7 +93,7 @@ class HardTimeLimit(Middleware):
             exc,
         )
         try:
-            record_thread_death(thread.ident or 0, exc or RuntimeError("unknown"))
+            self.lifecycle.record_thread_death(thread.ident or 0, exc or RuntimeError("unknown"))
         finally:
             logging.shutdown()
             os._exit(THREAD_DIED_EXIT)
@@ -113,6 +108,6 @@ class HardTimeLimit(Middleware):
                 limit,
             )
             # Its redelivery finds the run finished and is skipped.
-            record_hard_timeout(message, limit)
+            self.lifecycle.record_hard_timeout(message, limit)
         logging.shutdown()
         os._exit(HARD_LIMIT_EXIT)

@@ -86,9 +86,21 @@ def _write_outcome(op: EndOp) -> bool:
 
 
 class RunLifecycle(Middleware):
+    """Owns each delivery's state in this process, from its start to its outcome.
+
+    Kept per delivery (the ``MessageProxy``), never per message id: a duplicate delivery of a
+    running run is skipped without touching the state of the delivery that runs it. All hooks for
+    one delivery run in the same worker thread; :class:`.hard_limit.HardTimeLimit` asks through
+    :meth:`record_hard_timeout` and :meth:`record_thread_death` from its own thread.
+    """
+
+    def __init__(self) -> None:
+        self._deliveries: dict[int, Delivery] = {}  # id(MessageProxy) -> its delivery
+
     @property
     def actor_options(self) -> set[str]:
-        return {"max_retries", "min_backoff", "max_backoff", "throws", "retry_when"}
+        # The options of Dramatiq's Retries this middleware replaces (declare_actor passes them).
+        return {"max_retries", "min_backoff", "max_backoff", "throws"}
 
     def before_worker_boot(self, broker: Broker, worker: Any) -> None:
         quiet_repeated_lines()
@@ -106,24 +118,24 @@ class RunLifecycle(Middleware):
         )
         # Registered before the write: an exception landing while it is applied (a time limit)
         # still finds the attempt it started in after_process_message.
-        delivery = _deliveries[id(message)] = Delivery(threading.get_ident(), op)
+        delivery = self._deliveries[id(message)] = Delivery(threading.get_ident(), op)
         try:
             writer.apply(op)
         except DataError as exc:
             # The database refused the message's content (the encoder's checks should have caught
             # it): a bad message, not an outage to wait out.
-            _deliveries.pop(id(message), None)
+            self._deliveries.pop(id(message), None)
             reason = f"the database cannot store its arguments ({type(exc).__name__}: {str(exc)[:300]})"
             logger.error("rejecting run %s to the dead-letter queue: %s", message.message_id, reason)
             message.fail()
             record_malformed(reason, message.encode(), dict(message.asdict()))
             raise SkipMessage(reason) from None
         except (DatabaseError, InterfaceError) as exc:
-            _deliveries.pop(id(message), None)
+            self._deliveries.pop(id(message), None)
             requeue_for_db_outage(broker, message, exc, "starting")
         started = op.outcome
         if isinstance(started, Skip) or started is None:
-            _deliveries.pop(id(message), None)
+            self._deliveries.pop(id(message), None)
             reason = started.reason if started else "not started"
             logger.info("skipping %s run %s: %s", task_obj.name, message.message_id, reason)
             raise SkipMessage(reason)
@@ -136,7 +148,7 @@ class RunLifecycle(Middleware):
             record_malformed(f"unknown task {message.actor_name!r}", message.encode(), dict(message.asdict()))
 
     def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
-        delivery = _deliveries.pop(id(message), None)
+        delivery = self._deliveries.pop(id(message), None)
         if delivery is None or delivery.ctx is None:
             return
         # Started, then refused by a middleware after this one: the run must not stay running.
@@ -152,7 +164,7 @@ class RunLifecycle(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        delivery = _deliveries.pop(id(message), None)
+        delivery = self._deliveries.pop(id(message), None)
         if delivery is None:
             return
         if delivery.ctx is not None:
@@ -181,6 +193,32 @@ class RunLifecycle(Middleware):
             return
         self._retry(broker, message, task_obj, attempt, exception, retries_done, timed_out)
 
+    def record_hard_timeout(self, message: MessageProxy, limit: float) -> None:
+        """Record a run killed by the hard limit as ``timed_out``; not retried, as it would block again."""
+        delivery = self._deliveries.get(id(message))
+        if delivery is None or delivery.ctx is None:
+            return
+        grace = float(jobs_settings.HARD_LIMIT_GRACE)
+        exc = TimeoutError(
+            f"HardTimeLimit: still running {grace:.0f} s after its {limit:.0f} s execution timeout, blocked in a "
+            "call that could not be interrupted; the worker process was restarted"
+        )
+        _write_outcome(end_op_failure(delivery.ctx.attempt, exc, status=RunStatus.TIMED_OUT))
+
+    def record_thread_death(self, thread_id: int, exc: BaseException) -> None:
+        """Record the run a worker thread held when it died as failed (the process is restarted next)."""
+        for key, delivery in list(self._deliveries.items()):
+            if delivery.thread != thread_id:
+                continue
+            self._deliveries.pop(key, None)
+            attempt = delivery.ctx.attempt if delivery.ctx else delivery.start.outcome
+            if isinstance(attempt, Attempt):
+                died = RuntimeError(
+                    f"WorkerThreadDied: the worker thread running it died ({type(exc).__name__}: {exc}); "
+                    "the worker process was restarted"
+                )
+                _write_outcome(end_op_failure(attempt, died))
+
     def _retry(
         self,
         broker: Broker,
@@ -208,47 +246,11 @@ class RunLifecycle(Middleware):
         )
 
 
-def record_hard_timeout(message: MessageProxy, limit: float) -> None:
-    """Record a run killed by the hard limit as ``timed_out``; not retried, as it would block again."""
-    delivery = _deliveries.get(id(message))
-    if delivery is None or delivery.ctx is None:
-        return
-    grace = float(jobs_settings.HARD_LIMIT_GRACE)
-    exc = TimeoutError(
-        f"HardTimeLimit: still running {grace:.0f} s after its {limit:.0f} s execution timeout, blocked in a "
-        "call that could not be interrupted; the worker process was restarted"
-    )
-    _write_outcome(end_op_failure(delivery.ctx.attempt, exc, status=RunStatus.TIMED_OUT))
-
-
-def record_thread_death(thread_id: int, exc: BaseException) -> None:
-    """Record the run a worker thread held when it died as failed (the process is restarted next)."""
-    for key, delivery in list(_deliveries.items()):
-        if delivery.thread != thread_id:
-            continue
-        _deliveries.pop(key, None)
-        attempt = delivery.ctx.attempt if delivery.ctx else delivery.start.outcome
-        if isinstance(attempt, Attempt):
-            died = RuntimeError(
-                f"WorkerThreadDied: the worker thread running it died ({type(exc).__name__}: {exc}); "
-                "the worker process was restarted"
-            )
-            _write_outcome(end_op_failure(attempt, died))
-
-
 @dataclass
 class Delivery:
-    """One delivery of a message to this process: its start, then the run context once started.
-
-    Kept per delivery (the ``MessageProxy``), never per message id: a duplicate delivery of a
-    running run is skipped without touching the state of the delivery that runs it.
-    """
+    """One delivery of a message to this process: its start, then the run context once started."""
 
     thread: int
     start: StartOp
     ctx: RunContext | None = None
     token: Any = None
-
-
-# id(MessageProxy) -> its delivery. All hooks for one delivery run in the same worker thread.
-_deliveries: dict[int, Delivery] = {}

@@ -348,6 +348,11 @@ class Runtime:
 runtime = Runtime()
 
 
+def start_round(clock: Clock, publisher: Publisher, fired_by: str) -> None:
+    """Set what ``fire`` uses until the next round (``runcrons`` calls it as each round begins)."""
+    runtime.clock, runtime.publisher, runtime.fired_by = clock, publisher, fired_by
+
+
 def fire(name: str, **columns: Any) -> FireResult:
     """The callable of every cron job (``fusion_jobs.scheduler.firing:fire``).
 

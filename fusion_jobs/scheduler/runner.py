@@ -37,13 +37,18 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from .. import metrics
+from ..api import get_jobs_status
+from ..backends.broker import keep_publishers_alive
 from ..conf import jobs_settings
 from ..exceptions import PublishError
+from ..logs import ScrubPasswordFilter, configure_worker_logging
 from ..models import CronSchedule
+from ..relay import start_relay_thread
 from ..reloading import Watch, migration_watch
 from ..worker import Output, disabled_reason
 from ..workers import Heartbeat
 from . import firing
+from .declare import declared_names, load_declarations, mark_orphans
 from .jobstore import DjangoJobStore, refresh_connections
 from .lease import Lease
 
@@ -61,46 +66,6 @@ class CurrentThreadExecutor(BaseExecutor):
             self._run_job_error(job.id, exc, exc.__traceback__)
         else:
             self._run_job_success(job.id, events)
-
-
-def keep_broker_alive() -> int:
-    """Service the idle publishing connections' heartbeats; close those the broker dropped.
-
-    ``runcrons`` may publish once an hour; pika's BlockingConnection answers heartbeats only
-    while it is used, so without this RabbitMQ drops an idle connection as dead, and the next
-    publish would start on a broken one. A connection found closed is discarded here; the next
-    publish opens a new one. Returns how many idle connections were discarded.
-
-    It works on the process's publisher pool (``fusion_jobs.backends.publisher``): only idle
-    connections are touched, never one another thread is publishing on.
-    """
-    from ..backends import broker as broker_backend
-
-    broker = broker_backend._broker
-    pool = broker_backend._pools.get(id(broker)) if broker is not None else None
-    if pool is None:
-        return 0
-    with pool._lock:
-        idle, pool._idle = pool._idle, []
-    kept, dropped = [], 0
-    for publisher in idle:
-        try:
-            if publisher.healthy:
-                publisher.connection.process_data_events(time_limit=0)
-            if not publisher.healthy:
-                raise ConnectionError("connection or channel closed")
-            kept.append(publisher)
-        except Exception as exc:
-            dropped += 1
-            logger.info(
-                "broker connection lost (%s: %s); a new one is opened at the next publish",
-                type(exc).__name__,
-                exc,
-            )
-            publisher.close()
-    with pool._lock:
-        pool._idle.extend(kept)
-    return dropped
 
 
 class CronScheduler(BlockingScheduler):
@@ -160,11 +125,10 @@ class CronScheduler(BlockingScheduler):
             return self._wait()
         self._standby_announced = False
         publisher = firing.Publisher(self.publish_fn)
-        firing.runtime.clock, firing.runtime.publisher = self.clock, publisher
-        firing.runtime.fired_by = self.lease.holder
+        firing.start_round(self.clock, publisher, self.lease.holder)
         try:
             self._note_changes()
-            keep_broker_alive()
+            keep_publishers_alive()  # a publish may be an hour away
             firing.publish_pending(publisher=publisher)
             wait = self._fire_due()
         except (DatabaseError, InterfaceError) as exc:
@@ -246,8 +210,6 @@ def _schedule_lines(now: datetime) -> list[str]:
 
 
 def _configure_logging() -> None:
-    from ..logs import ScrubPasswordFilter, configure_worker_logging
-
     configure_worker_logging()
     for name in ("fusion_jobs", ""):
         for handler in logging.getLogger(name).handlers:
@@ -272,9 +234,6 @@ def run_crons(
         stdout.write(reason.replace("nothing to run", "no crons fire") + "\n")
         stdout.flush()
         return 0
-    from ..api import get_jobs_status
-    from .declare import declared_names, load_declarations, mark_orphans
-
     _configure_logging()
     poll = float(poll_interval or jobs_settings.CRON_POLL_INTERVAL)
     lease = Lease(ttl=float(jobs_settings.CRON_LEASE_TTL))
@@ -308,8 +267,6 @@ def run_crons(
         )
         stdout.flush()
         return 0
-
-    from ..relay import start_relay_thread
 
     metrics_port = int(jobs_settings.CRON_METRICS_PORT)
     if metrics_port:

@@ -11,9 +11,9 @@ from django.utils import timezone
 
 import fusion_jobs
 from fusion_jobs.backends import broker as broker_backend
+from fusion_jobs.backends.broker import keep_publishers_alive
 from fusion_jobs.models import CronSchedule, JobRun
 from fusion_jobs.scheduler.firing import Publisher, fire_schedule, publish_pending
-from fusion_jobs.scheduler.runner import keep_broker_alive
 from tests.conftest import BROKER_URL, wait_for
 from tests.testapp.models import Marker
 
@@ -103,7 +103,7 @@ def test_a_connection_dropped_by_the_broker_is_replaced(broker_settings, worker)
     assert JobRun.objects.get(pk=second[0][1]).published_at is not None
     # 2. Dropped, and noticed by the loop's heartbeat service first: discarded, then replaced.
     _drop_our_connection()
-    wait_for(keep_broker_alive, timeout=15, what="runcrons to notice the dropped connection")
+    wait_for(keep_publishers_alive, timeout=15, what="runcrons to notice the dropped connection")
     assert broker_backend._pool(broker_backend.get_broker())._idle == []
     CronSchedule.objects.filter(name="t-cron-drop").update(
         next_fire_at=first.scheduled_for + timedelta(minutes=2)

@@ -189,7 +189,7 @@ class _ActorBroker:
 
 
 def test_the_hard_limit_watches_each_delivery_and_ignores_a_message_time_limit():
-    limit = hard_limit.HardTimeLimit()
+    limit = hard_limit.HardTimeLimit(lifecycle.RunLifecycle())
     running, duplicate = proxy(), proxy()
     duplicate._message = running._message  # same message id, a second delivery
     running.options["time_limit"] = 10_000_000  # (the encoder refuses this; the hard limit ignores it too)
@@ -204,11 +204,12 @@ def test_the_hard_limit_watches_each_delivery_and_ignores_a_message_time_limit()
 def test_a_worker_thread_that_dies_records_its_run_and_ends_the_process(monkeypatch):
     recorded: list[tuple[int, BaseException]] = []
     exits: list[int] = []
-    monkeypatch.setattr(hard_limit, "record_thread_death", lambda ident, exc: recorded.append((ident, exc)))
+    runs = lifecycle.RunLifecycle()
+    monkeypatch.setattr(runs, "record_thread_death", lambda ident, exc: recorded.append((ident, exc)))
     monkeypatch.setattr(hard_limit.os, "_exit", exits.append)
     monkeypatch.setattr(hard_limit.logging, "shutdown", lambda: None)
     monkeypatch.setattr(threading, "excepthook", lambda args: None)
-    hard_limit.HardTimeLimit().before_worker_boot(None, None)  # type: ignore[arg-type]
+    hard_limit.HardTimeLimit(runs).before_worker_boot(None, None)  # type: ignore[arg-type]
 
     class Dying(WorkerThread):
         def run(self) -> None:
