@@ -47,10 +47,6 @@ class CrontabTrigger(BaseTrigger):
         """The first tick at or after ``moment``."""
         return self._cron.next_at_or_after(moment)
 
-    def latest_at_or_before(self, moment: datetime) -> datetime | None:
-        """The last tick at or before ``moment``."""
-        return self._cron.latest_at_or_before(moment)
-
     def recent_ticks(self, start: datetime, end: datetime, keep: int) -> TickWindow:
         """The ticks in ``[start, end]``: the most recent ``keep`` of them, and how many there are.
 

@@ -1,4 +1,4 @@
-"""Next and previous ticks across daylight-saving changes: pure logic, no database, no broker.
+"""Next ticks across daylight-saving changes: pure logic, no database, no broker.
 
 Issue 13 item 1: the trigger used to increment fields in UTC (APScheduler issues 529/606) and
 lost the day, week, month or year after a spring-forward change. Every example is asserted
@@ -160,24 +160,6 @@ def test_the_shifted_tick_is_found_from_inside_the_gap_and_just_after_it():
     ):
         assert trigger.next_after(moment) == shifted
     assert trigger.next_after(shifted) == datetime(2026, 3, 30, 0, 30, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("expr", "tz", "moment", "expected"),
-    [
-        # The day after spring forward: the previous tick is on the change day, not two days back.
-        ("0 0 * * *", "Europe/Berlin", (2026, 3, 30, 12), (2026, 3, 30, 0, 0)),
-        ("0 0 * * *", "Europe/Berlin", (2026, 3, 29, 12), (2026, 3, 29, 0, 0)),
-        ("30 2 * * *", "Europe/Berlin", (2026, 3, 29, 12), (2026, 3, 29, 3, 30)),  # the shifted one
-        ("30 2 * * *", "Europe/Berlin", (2026, 10, 25, 12), (2026, 10, 25, 2, 30)),  # first pass only
-        ("0 0 1 1 *", "Australia/Sydney", (2027, 6, 1), (2027, 1, 1, 0, 0)),
-        ("0 0 1 * *", "Europe/Berlin", (2026, 4, 15), (2026, 4, 1, 0, 0)),
-    ],
-)
-def test_previous_tick(expr, tz, moment, expected):
-    found = CrontabTrigger(expr, tz).latest_at_or_before(local(tz, *moment))
-    assert found is not None
-    assert found == local(tz, *expected).astimezone(UTC)  # fold=0: the first pass of a repeated time
 
 
 def test_a_historical_offset_change_without_dst():
