@@ -12,6 +12,7 @@ class FusionJobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imported here, as Django asks: they load the models, and the registry is ready only now.
         from . import checks  # noqa: F401  (registers the system checks)
         from .registry import autodiscover
 

@@ -8,6 +8,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .conf import jobs_settings
+
 if TYPE_CHECKING:
     from .recording import Attempt
 
@@ -51,7 +53,7 @@ def report_progress(stage: str, done: int | None = None, total: int | None = Non
     (``done == total``), or at most once per ``FUSION_JOBS_PROGRESS_INTERVAL`` seconds. Outside a
     task it does nothing, so the same function works when called directly.
     """
-    from .conf import jobs_settings
+    # Not at the top: ``import fusion_jobs`` loads this module, and recording loads the models.
     from .recording import write_progress
 
     ctx = _current.get()

@@ -20,12 +20,16 @@ import re
 import uuid
 from typing import Any
 
+from django.db import close_old_connections, transaction
+from django.utils import timezone
 from dramatiq.common import dq_name
 from dramatiq.encoder import JSONEncoder
 from dramatiq.errors import DecodeError
 
 from .conf import jobs_settings
 from .exceptions import TaskArgumentsError, UnknownTaskError
+from .models import JobRun, RunStatus
+from .recording import db_alias
 from .registry import get_task
 from .tracing import traceparent_problem
 from .utils import MAX_NESTING
@@ -224,12 +228,6 @@ def record_malformed(reason: str, data: bytes, fields: dict[str, Any] | None) ->
     fresh id, as does a message whose id is not a UUID; the error names the original id.
     """
     try:
-        from django.db import close_old_connections, transaction
-        from django.utils import timezone
-
-        from .models import JobRun, RunStatus
-        from .recording import db_alias
-
         close_old_connections()
         raw_id = (fields or {}).get("message_id")
         run_id = raw_id if isinstance(raw_id, str) and _UUID.match(raw_id) else None

@@ -6,8 +6,7 @@ registrars: ``fusion-jobs-prune-runs`` daily (``FUSION_JOBS_CRON_PRUNE_RUNS``) a
 ``fusion-jobs-rollup`` every five minutes (``FUSION_JOBS_CRON_ROLLUP``, the dashboard's charts). An empty
 setting turns one off: it is then no longer declared, so that start marks it orphaned.
 
-Kept light: importing this module loads neither dramatiq nor pika, and the work is imported
-only when a task runs.
+Kept light: importing this module loads neither dramatiq nor pika.
 """
 
 from __future__ import annotations
@@ -18,7 +17,10 @@ from typing import Any
 from django.dispatch import Signal
 
 from .conf import jobs_settings
+from .recording import sweep_stuck as sweep
 from .registry import task
+from .retention import prune_runs as prune
+from .rollup import refresh_rollup as refresh
 from .scheduler.declare import ensure_cron
 
 logger = logging.getLogger("fusion_jobs.maintenance")
@@ -39,8 +41,6 @@ def prune_runs(days: int | None = None, batch_size: int = 1000) -> dict[str, Any
 
     Every batch commits on its own, so a backlog too big for one run is worked off by the next ones.
     """
-    from .retention import prune_runs as prune
-
     result = prune(days=days, batch_size=batch_size, progress=logger.info)
     return result.as_dict()
 
@@ -51,8 +51,6 @@ def sweep_stuck() -> dict[str, int]:
     ``FUSION_JOBS_STUCK_GRACE_SECONDS``: a worker's killed process or a killed web process's inline
     run (same rule: nothing that still runs them would stay silent that long), then tell
     :data:`stuck_runs_swept`'s receivers."""
-    from .recording import sweep_stuck as sweep
-
     marked = sweep()
     if marked:
         logger.warning("marked %d stuck run(s) as failed (worker or web process lost)", marked)
@@ -71,8 +69,6 @@ def refresh_rollup() -> dict[str, Any]:
     Exact and idempotent (whole buckets are recomputed from the runs), so a missed or repeated
     tick costs nothing but time; the dashboard reads runs after the last refresh directly.
     """
-    from .rollup import refresh_rollup as refresh
-
     return refresh().as_dict()
 
 

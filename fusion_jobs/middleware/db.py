@@ -10,6 +10,8 @@ from dramatiq import Broker
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, SkipMessage
 
+from ..writer import writer
+
 logger = logging.getLogger("fusion_jobs.worker")
 
 #: Delay before a message that could not be checked or recorded (database down) is tried again.
@@ -53,6 +55,4 @@ class DbConnections(Middleware):
     before_worker_shutdown = _close_all
 
     def after_worker_shutdown(self, *args: Any, **kwargs: Any) -> None:
-        from ..writer import writer
-
         writer.stop()  # the worker threads are done: nothing more to record

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from fusion_jobs.conf import jobs_settings
 from fusion_jobs.relay import relay_forever, relay_once
 from fusion_jobs.utils import mask_url
 from fusion_jobs.worker import disabled_reason
@@ -26,8 +27,6 @@ class Command(BaseCommand):
         if reason:
             self.stdout.write(reason)
             return
-        from fusion_jobs.conf import jobs_settings
-
         if options["once"]:
             count = relay_once(min_age=0)
             self.stdout.write(f"relayjobs: published {count} run(s)")
