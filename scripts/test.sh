@@ -23,7 +23,7 @@ if [ "$status" = 3 ] && [ "${CI:-}" != "true" ]; then
 elif [ "$status" != 0 ]; then
   exit "$status"
 else
-  .venv-django61/bin/python -m pytest --ignore=tests/system "$@"
+  .venv-django61/bin/python -m pytest --ignore=tests/system/test_multi_host.py "$@"
 fi
 # Third pass: the broker path once more on quorum queues, in a vhost of its own (a queue's type
 # is fixed when it is created: the first pass's classic queues would be refused).
@@ -33,9 +33,11 @@ rabbitmqctl -q delete_vhost "$QUORUM_VHOST" >/dev/null 2>&1 || true
 rabbitmqctl -q add_vhost "$QUORUM_VHOST"
 rabbitmqctl -q set_permissions -p "$QUORUM_VHOST" guest ".*" ".*" ".*"
 FUSION_JOBS_QUEUE_TYPE=quorum FUSION_JOBS_TEST_BROKER_URL="amqp://guest:guest@127.0.0.1:5672/$QUORUM_VHOST" \
-  .venv/bin/python -m pytest -m broker tests/backends tests/faults tests/test_relay.py tests/test_namespace.py \
-  tests/middleware/test_lifecycle.py tests/scheduler/test_single_flight.py --ignore=tests/faults/test_outages.py \
-  --ignore=tests/faults/test_secrets.py --ignore=tests/faults/test_supervision.py
+  .venv/bin/python -m pytest -m broker tests/integration/backends/test_broker.py tests/integration/backends/test_queues.py \
+  tests/system/test_pgbouncer.py tests/system/faults tests/integration/test_relay.py \
+  tests/integration/backends/test_broker_namespace.py tests/integration/middleware/test_lifecycle.py \
+  tests/integration/scheduler/test_overlap.py --ignore=tests/system/faults/test_outages.py \
+  --ignore=tests/system/faults/test_secrets.py --ignore=tests/system/faults/test_supervision.py
 rabbitmqctl -q delete_vhost "$QUORUM_VHOST"
 # Fourth pass: the worker, runcrons, the relay, the admin and the fault suite through PgBouncer in
 # transaction pooling mode (prepared statements only when PgBouncer keeps them: 1.21+).
@@ -49,8 +51,9 @@ psql -h 127.0.0.1 -U "${PGUSER:-postgres}" -qc "DROP DATABASE IF EXISTS $PGB_DB"
 prepared=$([ "$(cat "$PGB_DIR/prepared_statements")" = on ] && echo 1 || echo 0)
 # --reuse-db: Django's DROP DATABASE at the end would find PgBouncer's pooled server connections.
 PGPORT=$PGB_PORT FUSION_JOBS_TEST_DB=$PGB_DB FUSION_JOBS_TEST_PGBOUNCER_PORT=$PGB_PORT \
-  FUSION_JOBS_PREPARED_STATEMENTS=$prepared .venv/bin/python -m pytest --reuse-db tests/backends/test_pgbouncer.py \
-  tests/faults tests/test_relay.py tests/test_admin.py tests/scheduler/test_runcrons_processes.py \
-  tests/scheduler/test_single_flight.py tests/middleware/test_lifecycle.py --ignore=tests/faults/test_outages.py
+  FUSION_JOBS_PREPARED_STATEMENTS=$prepared .venv/bin/python -m pytest --reuse-db tests/system/test_pgbouncer.py \
+  tests/system/faults tests/integration/test_relay.py tests/integration/test_admin.py tests/system/test_runcrons.py \
+  tests/integration/scheduler/test_overlap.py tests/integration/middleware/test_lifecycle.py \
+  --ignore=tests/system/faults/test_outages.py
 scripts/pgbouncer.sh stop "$PGB_DIR"
 psql -h 127.0.0.1 -U "${PGUSER:-postgres}" -qc "DROP DATABASE IF EXISTS $PGB_DB"

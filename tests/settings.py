@@ -27,8 +27,8 @@ DATABASES = {
 
 SECRET_KEY = "tests-only-not-a-secret"  # example.settings has none with DEBUG off
 SECURE_SSL_REDIRECT = False  # the test client speaks plain HTTP (production redirects to HTTPS)
-INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp", "tests.opsapp", "tests.integration.django_tasks.fjdt"]
-# Django's Tasks framework on fusion-jobs (tests/integration/django_tasks).
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp", "tests.opsapp", "tests.fjdt"]
+# Django's Tasks framework on fusion-jobs (tests/integration/backends/test_django_tasks*.py).
 TASKS = {"default": {"BACKEND": "fusion_jobs.backends.django_tasks.FusionJobsBackend"}}
 # Worker subprocesses started by the tests pass their broker here; the test process starts inline.
 FUSION_JOBS_BROKER_URL = os.environ.get("FUSION_JOBS_WORKER_BROKER_URL", "")
@@ -38,7 +38,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MEDIA_ROOT = os.environ.get("FUSION_JOBS_TEST_MEDIA", "/tmp/fusion-jobs-test-media")
 DOCUMENTS_EMBEDDER = "hashing"  # fast and deterministic; one test opts into WordLlama
 
-# Worker subprocesses of tests/test_tracing.py export their spans to this file (JSON lines).
+# Worker subprocesses of tests/integration/test_tracing.py export their spans to this file (JSON lines).
 if os.environ.get("FUSION_JOBS_TEST_SPAN_FILE"):
     from tests.span_file_exporter import install_from_env
 

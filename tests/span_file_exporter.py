@@ -1,7 +1,7 @@
 """A span exporter for tests: one JSON object per finished span, appended to a file.
 
 ``tests/settings.py`` installs it when ``FUSION_JOBS_TEST_SPAN_FILE`` is set, so a worker
-subprocess's spans reach the test process (tests/test_tracing.py) without a collector.
+subprocess's spans reach the test process (tests/integration/test_tracing.py) without a collector.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""URLs for tests/test_tracing.py and tests/test_metrics.py: a view that enqueues, and fusion_jobs.urls."""
+"""URLs for tests/integration/test_tracing.py and tests/integration/test_metrics.py: a view that enqueues, and fusion_jobs.urls."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A minimal django-dramatiq project, its settings written as django-dramatiq's README shows.
 
-Run only by tests/djdramatiq_project/test_djdramatiq.py, in subprocesses, on its own database
+Run only by tests/system/test_djdramatiq.py, in subprocesses, on its own database
 (``DJD_DB``) and the test RabbitMQ (``DJD_BROKER_URL``).
 """
 

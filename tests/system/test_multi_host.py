@@ -58,7 +58,7 @@ CUT_SECONDS = 30.0
 #: Expiry, one poll of the standbys (cron_settings: 1 s), and room for a loaded CI machine.
 TAKEOVER_BOUND = LEASE_TTL + 1.0 + 8.0
 LOAD_PER_SECOND = 6
-CRON = "t-cron-every-minute"  # tests.scheduler.cron_registrars.register_every_minute
+CRON = "t-cron-every-minute"  # tests.support.cron_registrars.register_every_minute
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -165,7 +165,7 @@ class Host:
         url = urlunsplit((broker.scheme, netloc, broker.path, f"heartbeat={HEARTBEAT}", ""))
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("FUSION_JOBS_")},
-            "DJANGO_SETTINGS_MODULE": "tests.scheduler.cron_settings",
+            "DJANGO_SETTINGS_MODULE": "tests.support.cron_settings",
             "FUSION_JOBS_TEST_DB": db_name,
             "FUSION_JOBS_WORKER_BROKER_URL": url,
             "FUSION_JOBS_QUEUE_NAMESPACE": namespace,

@@ -1,4 +1,4 @@
-"""Tasks for the delay tests (tests/faults/test_delays.py), on their own queue ``fj-delay``.
+"""Tasks for the delay tests (tests/system/faults/test_delays.py), on their own queue ``fj-delay``.
 
 Not autodiscovered by default: the test module imports this, and the worker it starts finds it
 through ``FUSION_JOBS_TASK_MODULES=tasks,delay_tasks``, so no other test's worker consumes them.

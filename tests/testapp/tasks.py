@@ -104,7 +104,7 @@ def soak(label: str, fail_rate: float = 0.1, max_ms: int = 30, min_ms: int = 0) 
     return label
 
 
-# --- Crons and single-flight (tests/scheduler) ---------------------------------------------------
+# --- Crons and single-flight (tests/integration/scheduler) ---------------------------------------------------
 
 
 @fusion_jobs.task(name="t-cron-record", execution_timeout="30s", max_retries=0)
@@ -135,7 +135,7 @@ def cron_keyed(account: int, label: str, seconds: float = 0.0) -> str:
     return "done"
 
 
-# --- Outcomes PostgreSQL cannot store as they are (tests/test_enqueue_validation.py) -------------
+# --- Outcomes PostgreSQL cannot store as they are (tests/integration/test_api_validation.py) -------------
 
 
 @fusion_jobs.task(name="t-nul-result", execution_timeout="30s", max_retries=0)
@@ -152,8 +152,8 @@ def nul_error(label: str) -> None:
     raise ValueError(f"bad byte \x00 and \udc80 in {label}")
 
 
-# --- Duplicate deliveries and hostile messages (tests/faults/test_duplicate_delivery.py, --------
-# --- tests/faults/test_hostile_messages.py): their own queue, so a test may break its worker ----
+# --- Duplicate deliveries and hostile messages (tests/system/faults/test_duplicate_delivery.py, --------
+# --- tests/system/faults/test_hostile_messages.py): their own queue, so a test may break its worker ----
 
 
 @fusion_jobs.task(name="t-hostile-record", queue="fj-hostile", execution_timeout="30s", max_retries=0)
@@ -200,7 +200,7 @@ def outbox_record(label: str) -> None:
     Marker.objects.create(label=label)
 
 
-# --- Metrics (tests/test_metrics.py): a queue of their own, so only that test's worker runs them --
+# --- Metrics (tests/integration/test_metrics.py): a queue of their own, so only that test's worker runs them --
 
 
 @fusion_jobs.task(name="t-metrics-record", queue="fj-metrics", execution_timeout="30s", max_retries=0)

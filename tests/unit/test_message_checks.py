@@ -28,7 +28,7 @@ LIMIT = 1000
 
 @pytest.fixture(autouse=True)
 def no_recording(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
-    """Rejections are recorded in the database elsewhere (tests/faults); here only collected."""
+    """Rejections are recorded in the database elsewhere (tests/system/faults); here only collected."""
     recorded: list[tuple[str, Any]] = []
 
     def record(reason: str, data: bytes, fields: Any) -> None:
