@@ -33,6 +33,7 @@ from example.core.runs import mode_word, no_worker_notice, run_state
 from example.core.tasks import django_hello
 from example.documents.models import Document
 from fusion_jobs.models import CronSchedule, JobRun
+from fusion_jobs.registry import get_task
 
 from .models import SandboxRun
 
@@ -110,10 +111,14 @@ def _overdue(schedule: CronSchedule | None, now: datetime) -> bool:
     return schedule.next_fire_at < now - timedelta(seconds=30)
 
 
+def _first_tick(expression: str, now: datetime) -> datetime | None:
+    """When a cron not registered yet would first fire (UTC)."""
+    ticks = fusion_jobs.next_fire_times(expression, after=now - timedelta(microseconds=1), count=1)
+    return ticks[0] if ticks else None
+
+
 def _schedules() -> tuple[list[ScheduleRow], bool]:
     """The six declared crons, each with its CronSchedule row once ``runcrons`` has registered it."""
-    from fusion_jobs.scheduler.declare import next_fire_after
-
     rows = {s.name: s for s in CronSchedule.objects.filter(name__in=[c.name for c in AGENT_CRONS])}
     now = timezone.now()
     out = [
@@ -121,9 +126,9 @@ def _schedules() -> tuple[list[ScheduleRow], bool]:
             name=cron.name,
             expression=cron.expression,
             task=cron.task,
-            description=cron.description,
+            description=get_task(cron.task).description,
             schedule=rows.get(cron.name),
-            would_fire_at=None if cron.name in rows else next_fire_after(cron.expression, "UTC", now),
+            would_fire_at=None if cron.name in rows else _first_tick(cron.expression, now),
             overdue=_overdue(rows.get(cron.name), now),
         )
         for cron in AGENT_CRONS

@@ -3,8 +3,7 @@
 A schedule has one of two origins, and the origin decides its lifetime:
 
 * **declared**: ``ensure_cron`` called by a registrar, a function listed in
-  ``FUSION_JOBS_CRON_REGISTRARS`` or ``register_crons()`` in an app's ``crons`` module (and the
-  built-in maintenance crons). ``runcrons`` calls them all at start-up (:func:`load_declarations`),
+  ``FUSION_JOBS_CRON_REGISTRARS`` (and the built-in maintenance crons). ``runcrons`` calls them all at start-up (:func:`load_declarations`),
   then marks every declared schedule no registrar declared again as orphaned
   (:func:`mark_orphans`): it stops firing and stays visible, never deleted.
 * **runtime**: ``ensure_cron`` called anywhere else (a view, a shell, a data migration), or the
@@ -20,21 +19,24 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from django.db import transaction
+from django.utils import timezone as dj_timezone
+from django.utils.module_loading import import_string
+
+from ..conf import jobs_settings
 from ..exceptions import CronError, PayloadError
 from ..registry import Task, get_task
 from ..utils import json_roundtrip
+from .crontab import ZonedCron, normalise_expression
 
 if TYPE_CHECKING:
     from ..models import CronSchedule
-    from .triggers import CrontabTrigger
 
 logger = logging.getLogger("fusion_jobs.crons")
 
@@ -65,19 +67,12 @@ def declaring() -> Iterator[None]:
         _declaring.reset(token)
 
 
-def cron_trigger(expr: str, tz: str) -> CrontabTrigger:
-    """The trigger for a five-field crontab expression in ``tz``; CronError if either is bad.
+def cron_trigger(expr: str, tz: str) -> ZonedCron:
+    """The ticks of a five-field crontab expression in ``tz``; CronError if either is bad.
 
-    Imported here, not at module level: ``import fusion_jobs`` stays free of APScheduler.
+    The standard-library ``ZonedCron``, not APScheduler's trigger: ``import fusion_jobs`` stays light.
     """
-    from .triggers import CrontabTrigger
-
-    return CrontabTrigger(expr, tz)
-
-
-def next_fire_after(expr: str, tz: str, after: datetime) -> datetime | None:
-    """The first tick at or after ``after`` (UTC)."""
-    return cron_trigger(expr, tz).next_at_or_after(after)
+    return ZonedCron(expr, tz)
 
 
 def ensure_cron(
@@ -100,10 +95,7 @@ def ensure_cron(
     Called by a registrar the schedule is *declared*, from anywhere else *runtime* (module
     docstring); a running ``runcrons`` picks either up at its next poll.
     """
-    from django.db import transaction
-    from django.utils import timezone as dj_timezone
-
-    from ..models import CronSchedule
+    from ..models import CronSchedule  # lazy: models need the app registry, import fusion_jobs comes first
 
     task_obj = get_task(task_or_name)
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
@@ -116,8 +108,6 @@ def ensure_cron(
         isinstance(max_lateness, bool) or not isinstance(max_lateness, int | float) or max_lateness <= 0
     ):
         raise CronError(f"cron {name!r}: max_lateness must be a positive number of seconds")
-    from .triggers import normalise_expression
-
     expression = normalise_expression(expr)
     if len(expression) > EXPRESSION_MAX_CHARS:
         raise CronError(
@@ -196,7 +186,7 @@ def delete_cron(name: str) -> bool:
     it is orphaned, after which it can be deleted here. A running ``runcrons`` stops firing it at
     its next poll.
     """
-    from ..models import CronSchedule
+    from ..models import CronSchedule  # lazy: models need the app registry, import fusion_jobs comes first
 
     schedule = CronSchedule.objects.filter(name=name).first()
     if schedule is None:
@@ -227,45 +217,18 @@ class Declarations:
 MAINTENANCE_REGISTRAR = "fusion_jobs.tasks.register_maintenance_crons"
 
 
-def _registrars() -> list[tuple[str, Callable[[], Callable[[], Any] | None]]]:
-    from django.apps import apps
-    from django.utils.module_loading import import_string, module_has_submodule
-
-    from ..conf import jobs_settings
-
-    found: list[tuple[str, Callable[[], Callable[[], Any] | None]]] = [
-        (MAINTENANCE_REGISTRAR, partial(import_string, MAINTENANCE_REGISTRAR))
-    ]
-    for path in jobs_settings.CRON_REGISTRARS or ():
-        found.append((str(path), partial(import_string, str(path))))
-    if jobs_settings.CRON_AUTODISCOVER:
-        for config in apps.get_app_configs():
-            if config.module is not None and module_has_submodule(config.module, "crons"):
-                module_path = f"{config.name}.crons"
-                found.append((f"{module_path}.register_crons", partial(_register_crons_of, module_path)))
-    return found
-
-
-def _register_crons_of(module_path: str) -> Callable[[], Any] | None:
-    from importlib import import_module
-
-    function = getattr(import_module(module_path), "register_crons", None)
-    return function if callable(function) else None
-
-
 def load_declarations() -> Declarations:
-    """Call every registrar once: the maintenance crons', ``FUSION_JOBS_CRON_REGISTRARS``, then each
-    app's ``crons.register_crons``.
+    """Call every registrar once: the maintenance crons', then ``FUSION_JOBS_CRON_REGISTRARS`` in order.
 
-    A function reached both ways (listed, and aliased as ``register_crons``) runs once. A
-    registrar that fails is reported, not raised, so the other apps' crons still run.
+    A function listed twice runs once. A registrar that fails is reported, not raised, so the
+    others' crons are still declared.
     """
     result = Declarations()
     seen: set[int] = set()
-    for source, resolve in _registrars():
+    for source in (MAINTENANCE_REGISTRAR, *map(str, jobs_settings.CRON_REGISTRARS or ())):
         try:
-            function = resolve()
-            if function is None or id(function) in seen:
+            function = import_string(source)
+            if id(function) in seen:
                 continue
             seen.add(id(function))
             with declaring():
@@ -282,9 +245,7 @@ def mark_orphans(declared: set[str]) -> list[str]:
 
     Runtime schedules are never orphaned: no registrar declares them.
     """
-    from django.utils import timezone as dj_timezone
-
-    from ..models import CronSchedule
+    from ..models import CronSchedule  # lazy: models need the app registry, import fusion_jobs comes first
 
     stale = CronSchedule.objects.filter(orphaned=False, origin=DECLARED).exclude(name__in=declared)
     names = sorted(stale.values_list("name", flat=True))

@@ -12,5 +12,4 @@ from tests.settings import *  # noqa: F403
 FUSION_JOBS_CRON_REGISTRARS = os.environ.get(
     "T_CRON_REGISTRARS", "tests.support.cron_registrars.register_every_minute"
 ).split(",")
-FUSION_JOBS_CRON_AUTODISCOVER = False  # the example's agent crons stay out of these tests
 FUSION_JOBS_CRON_POLL_INTERVAL = 1.0

@@ -98,7 +98,6 @@ def test_a_restart_keeps_the_users_schedule_and_the_six_declared_crons_as_they_a
     make_user, settings
 ) -> None:
     settings.FUSION_JOBS_CRON_REGISTRARS = ["example.agent.crons.register_agent_cron"]
-    settings.FUSION_JOBS_CRON_AUTODISCOVER = False
     ada = make_user("ada")
     schedules.set_user_digest(ada, time(6, 45), "Europe/Berlin")
     assert load_declarations().errors == []

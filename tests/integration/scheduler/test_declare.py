@@ -36,7 +36,6 @@ def test_ten_calls_and_ten_restarts_leave_one_unchanged_row(settings):
     for _ in range(10):
         fusion_jobs.ensure_cron("t-cron-record", "t-cron-nightly", "30 2 * * *", {"label": "n"})
     settings.FUSION_JOBS_CRON_REGISTRARS = ["tests.support.cron_registrars.register_two"]
-    settings.FUSION_JOBS_CRON_AUTODISCOVER = False
     for _ in range(10):  # what ten runcrons start-ups do
         assert load_declarations().errors == []
     after_restarts = snapshot()
@@ -150,7 +149,6 @@ def test_an_admin_pause_survives_redeclaration():
 
 
 def test_schedules_no_longer_declared_are_orphaned_not_deleted(settings, recorder, clock):
-    settings.FUSION_JOBS_CRON_AUTODISCOVER = False
     settings.FUSION_JOBS_CRON_REGISTRARS = ["tests.support.cron_registrars.register_two"]
     load_declarations()
     settings.FUSION_JOBS_CRON_REGISTRARS = ["tests.support.cron_registrars.register_only_a"]
@@ -171,7 +169,6 @@ def test_schedules_no_longer_declared_are_orphaned_not_deleted(settings, recorde
 
 
 def test_a_failing_registrar_is_reported_and_blocks_orphan_marking(settings):
-    settings.FUSION_JOBS_CRON_AUTODISCOVER = False
     settings.FUSION_JOBS_CRON_REGISTRARS = [
         "tests.support.cron_registrars.register_broken",
         "tests.support.cron_registrars.register_only_a",
@@ -185,11 +182,11 @@ def test_a_failing_registrar_is_reported_and_blocks_orphan_marking(settings):
     assert list(CronSchedule.objects.values_list("name", flat=True)) == [*MAINTENANCE, "t-cron-a"]
 
 
-def test_registrar_listed_and_autodiscovered_runs_once(settings):
-    # The example lists its registrar in FUSION_JOBS_CRON_REGISTRARS and also exports it as
-    # example/agent/crons.py's register_crons: runcrons must call it once.
-    settings.FUSION_JOBS_CRON_REGISTRARS = ["example.agent.crons.register_agent_cron"]
-    settings.FUSION_JOBS_CRON_AUTODISCOVER = True
+def test_a_registrar_listed_twice_runs_once(settings):
+    settings.FUSION_JOBS_CRON_REGISTRARS = [
+        "example.agent.crons.register_agent_cron",
+        "example.agent.crons.register_agent_cron",
+    ]
     result = load_declarations()
     assert result.errors == []
     assert result.sources == [MAINTENANCE_REGISTRAR, "example.agent.crons.register_agent_cron"]
@@ -198,7 +195,6 @@ def test_registrar_listed_and_autodiscovered_runs_once(settings):
 
 def test_settings_registrars_are_called_in_order(settings):
     cron_registrars.calls.clear()
-    settings.FUSION_JOBS_CRON_AUTODISCOVER = False
     settings.FUSION_JOBS_CRON_REGISTRARS = [
         "tests.support.cron_registrars.register_only_a",
         "tests.support.cron_registrars.register_two",

@@ -20,7 +20,6 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def only_a(settings: Any) -> None:
-    settings.FUSION_JOBS_CRON_AUTODISCOVER = False
     settings.FUSION_JOBS_CRON_REGISTRARS = ["tests.support.cron_registrars.register_only_a"]
 
 
@@ -94,7 +93,6 @@ def test_delete_cron_refuses_a_declared_schedule_until_it_is_orphaned(only_a):
 
 
 def test_runcrons_declares_the_maintenance_crons_by_default(settings):
-    settings.FUSION_JOBS_CRON_AUTODISCOVER = False
     settings.FUSION_JOBS_CRON_REGISTRARS = []
     result = load_declarations()
     assert result.errors == [] and result.sources == ["fusion_jobs.tasks.register_maintenance_crons"]
@@ -110,7 +108,6 @@ def test_runcrons_declares_the_maintenance_crons_by_default(settings):
 
 
 def test_settings_change_the_maintenance_expressions_or_turn_them_off(settings):
-    settings.FUSION_JOBS_CRON_AUTODISCOVER = False
     settings.FUSION_JOBS_CRON_REGISTRARS = []
     load_declarations()
     settings.FUSION_JOBS_CRON_PRUNE_RUNS = "0 4 * * 0"
@@ -123,7 +120,6 @@ def test_settings_change_the_maintenance_expressions_or_turn_them_off(settings):
 
 
 def test_a_bad_maintenance_expression_is_reported_by_name(settings):
-    settings.FUSION_JOBS_CRON_AUTODISCOVER = False
     settings.FUSION_JOBS_CRON_REGISTRARS = []
     settings.FUSION_JOBS_CRON_SWEEP_STUCK = "*/5 * * *"
     [error] = load_declarations().errors
