@@ -5,7 +5,7 @@ from __future__ import annotations
 from bench.settings import *  # noqa: F403
 from bench.settings import INSTALLED_APPS
 
-INSTALLED_APPS = [*INSTALLED_APPS, "django_tasks_db", "bench.dtapp"]
+INSTALLED_APPS = [*INSTALLED_APPS, "bench.dtapp"]  # django_tasks_db is in bench.settings
 TASKS = {
     "default": {
         "BACKEND": "fusion_jobs.backends.django_tasks.FusionJobsBackend",

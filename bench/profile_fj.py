@@ -2,11 +2,11 @@
 
     .venv/bin/python bench/profile_fj.py [--n 5000] [-p 2] [-t 8] [--rate 200] [--out /tmp/fj-profile]
 
-Preloads N runs with ``enqueue_many`` (as ``bench/compare.py`` does), starts ``manage.py
+Preloads N runs with ``enqueue_many`` (as ``python -m bench.compare`` does), starts ``manage.py
 rundramatiq``, attaches ``py-spy record`` (raw collapsed stacks, idle threads included) to each
 Dramatiq worker process for the drain, and prints: the drain rate, PostgreSQL commits/updates per
 run, the writer's batch sizes, and the top functions by on-CPU samples (self and inclusive) over
-the worker threads and the writer thread. Uses the same database, vhost and queue as compare.py.
+the worker threads and the writer thread. Uses the same database, vhost and queue as ``bench.compare``.
 """
 
 from __future__ import annotations
@@ -16,42 +16,34 @@ import collections
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import compare  # noqa: E402
+from bench.app.tasks import QUEUE  # noqa: E402
+from bench.compare.services import (  # noqa: E402
+    BROKER_URL,
+    DB,
+    child_env,
+    ensure_vhost,
+    prepare_databases,
+    purge,
+    queue_depth,
+    sql,
+    truncate,
+    wait_until,
+    write_transactions,
+)
+from bench.compare.workers import Worker, cpu_snapshot, cpu_spent  # noqa: E402
+from bench.sidechannel import count, read  # noqa: E402
 
 
 def children(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout
     return [int(p) for p in out.split()]
-
-
-def proc_cpu(pid: int) -> float:
-    """utime + stime of one process in seconds (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def cpu_snapshot(worker_pids: list[int]) -> dict[str, float]:
-    """CPU seconds so far of: the worker processes, PostgreSQL backends of the bench database, RabbitMQ."""
-    pg = [int(r[0]) for r in compare.sql("SELECT pid FROM pg_stat_activity WHERE datname = %s", [compare.DB])]
-    rabbit = [
-        int(p) for p in subprocess.run(["pgrep", "beam.smp"], capture_output=True, text=True).stdout.split()
-    ]
-    return {
-        "workers": sum(proc_cpu(p) for p in worker_pids),
-        "postgres": sum(proc_cpu(p) for p in pg),
-        "rabbitmq": sum(proc_cpu(p) for p in rabbit),
-        "box_busy": compare.cpu_times()[0] / os.sysconf("SC_CLK_TCK"),
-    }
 
 
 def summarize_raw(paths: list[Path], top: int) -> str:
@@ -106,7 +98,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("-p", type=int, default=2)
     parser.add_argument("-t", type=int, default=8)
-    parser.add_argument("--prefetch", type=int, help="default: twice the threads, as compare.py")
+    parser.add_argument("--prefetch", type=int, help="default: twice the threads, as bench.compare")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", type=Path, default=Path("/tmp/fj-profile"))
@@ -116,27 +108,27 @@ def main() -> int:
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "bench.settings",
-            "FJ_BENCH_BROKER_URL": compare.BROKER_URL,
-            "FUSION_JOBS_BROKER_URL": compare.BROKER_URL,
+            "FJ_BENCH_BROKER_URL": BROKER_URL,
+            "FUSION_JOBS_BROKER_URL": BROKER_URL,
         }
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    compare.ensure_vhost()
-    compare.prepare_database()
+    ensure_vhost()
+    prepare_databases([DB])
     import django
 
     django.setup()
     from bench.app.tasks import noop
     from fusion_jobs import enqueue_many
 
-    compare.truncate_runs()
-    compare.purge((compare.FJ_QUEUE,))
+    truncate("fusion_jobs_jobrun")
+    purge([QUEUE])
     for start in range(0, args.n, 1000):
         enqueue_many(noop, [{"p": "d"}] * min(1000, args.n - start))
-    compare.wait_depth(compare.FJ_QUEUE, args.n)
-    tsdir = compare.new_tsdir(args.out, "ts")
-    before = compare.pg_counters()
-    worker = compare.Worker(
+    wait_until(lambda: queue_depth(QUEUE) >= args.n, 60, f"{args.n} messages in {QUEUE}", interval=0.1)
+    tsdir = tempfile.mkdtemp(prefix="ts-", dir=args.out)
+    before = write_transactions()
+    worker = Worker(
         "fusion-jobs",
         [
             sys.executable,
@@ -147,11 +139,11 @@ def main() -> int:
             "-t",
             str(args.t),
             "-Q",
-            compare.FJ_QUEUE,
+            QUEUE,
             "--prefetch",
             str(args.prefetch or 2 * args.t),
         ],
-        compare.child_env(FJ_BENCH_TS_DIR=tsdir),
+        child_env(FJ_BENCH_TS_DIR=tsdir),
         args.out,
     ).start()
     spies: list[subprocess.Popen[bytes]] = []
@@ -159,7 +151,7 @@ def main() -> int:
     try:
         assert worker.proc is not None
         # rundramatiq (supervisor) -> dramatiq master -> worker processes
-        procs = compare.wait_until(
+        procs = wait_until(
             lambda: (
                 [c for m in children(worker.proc.pid) for c in children(m)][: args.p]
                 if len([c for m in children(worker.proc.pid) for c in children(m)]) >= args.p
@@ -194,37 +186,32 @@ def main() -> int:
                         stderr=subprocess.DEVNULL,
                     )
                 )
-        from bench.sidechannel import count
-
-        compare.wait_until(lambda: count(tsdir, "d") >= 50, 120, "the first runs", interval=0.005)
+        wait_until(lambda: count(tsdir, "d") >= 50, 120, "the first runs", interval=0.005)
         first_done = count(tsdir, "d")
-        cpu0 = cpu_snapshot(procs)
-        compare.wait_drained(worker, tsdir, args.n, 600)
-        cpu1 = cpu_snapshot(procs)
-        compare.wait_until(
-            lambda: (
-                compare.sql("SELECT count(*) FROM fusion_jobs_jobrun WHERE status = 'succeeded'")[0][0]
-                >= args.n
-            ),
+        cpu0 = cpu_snapshot([worker.session])
+        wait_until(lambda: count(tsdir, "d") >= args.n, 600, "every run to start", interval=0.02)
+        cpu1 = cpu_snapshot([worker.session])
+        wait_until(
+            lambda: sql("SELECT count(*) FROM fusion_jobs_jobrun WHERE status = 'succeeded'")[0][0] >= args.n,
             60,
             "succeeded rows",
         )
         time.sleep(1.1)
-        after = compare.pg_counters()
-        last = compare.sql("SELECT max(finished_at) FROM fusion_jobs_jobrun")[0][0].timestamp()
-        from bench.sidechannel import read
-
+        after = write_transactions()
+        last = sql("SELECT max(finished_at) FROM fusion_jobs_jobrun")[0][0].timestamp()
         bodies = read(tsdir, "d")
         rate = args.n / (last - min(bodies))
         print(
             f"drain: {args.n} runs in {last - min(bodies):.2f} s = {rate:,.0f} runs/s (-p {args.p} -t {args.t})"
         )
-        print("per run: " + ", ".join(f"{k} {(after[k] - before[k]) / args.n:.3f}" for k in after))
+        commits = (after - before) / args.n
+        print(f"per run: {commits:.3f} PostgreSQL commits")
         print(
             "CPU ms per run (from the 50th run on): "
-            + ", ".join(f"{k} {1000 * (cpu1[k] - cpu0[k]) / (args.n - first_done):.3f}" for k in cpu0)
+            + ", ".join(
+                f"{k} {1000 * v / (args.n - first_done):.3f}" for k, v in cpu_spent(cpu0, cpu1).items()
+            )
         )
-        commits = (after["commits"] - before["commits"]) / args.n
         print(f"=> about {2 / max(commits, 1e-9):.1f} transitions (start/end) per writer commit")
     finally:
         for spy in spies:
@@ -235,7 +222,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 spy.kill()
         worker.stop()
-        compare.purge((compare.FJ_QUEUE,), delete=True)
+        purge([QUEUE], delete=True)
     if raws:
         print(summarize_raw(raws, args.top))
     return 0

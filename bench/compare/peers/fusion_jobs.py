@@ -1,0 +1,55 @@
+"""fusion-jobs: ``enqueue()`` / ``enqueue_many()`` and ``manage.py rundramatiq``, through its public API only."""
+
+from __future__ import annotations
+
+from bench.app.tasks import QUEUE, noop
+from bench.compare.peer import Peer
+from bench.compare.services import DB, PROCESSES, THREADS
+from fusion_jobs import enqueue, enqueue_many
+
+#: Bare Dramatiq's default prefetch (twice the threads), given to fusion-jobs' worker too so both
+#: take the same number of messages ahead; rundramatiq's own default is one per thread.
+PREFETCH = 2 * THREADS
+
+
+def send(p: str) -> None:
+    enqueue(noop, p=p)
+
+
+def send_batch(p: str, size: int) -> None:
+    enqueue_many(noop, [{"p": p}] * size)
+
+
+PEER = Peer(
+    key="fusion_jobs",
+    label="fusion-jobs",
+    family="fj",
+    tracked=True,
+    database=DB,
+    queue=QUEUE,
+    tables=("fusion_jobs_jobrun",),
+    workers=(
+        (
+            "manage.py",
+            "rundramatiq",
+            "-p",
+            str(PROCESSES),
+            "-t",
+            str(THREADS),
+            "-Q",
+            QUEUE,
+            "--prefetch",
+            str(PREFETCH),
+        ),
+    ),
+    send=send,
+    send_batch=send_batch,
+    history_sql=(
+        "SELECT count(*), extract(epoch FROM max(finished_at)) FROM fusion_jobs_jobrun WHERE status = 'succeeded'"
+    ),
+    config=f"`manage.py rundramatiq -p {PROCESSES} -t {THREADS} --prefetch {PREFETCH}` (Dramatiq's default prefetch)",
+    asymmetry=(
+        "a `JobRun` row per run, written at enqueue, start and end (ends in batches); `enqueue()` outside a "
+        "transaction is durable when it returns (row committed or message confirmed, as the library documents)"
+    ),
+)
