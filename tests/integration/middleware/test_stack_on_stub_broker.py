@@ -29,7 +29,7 @@ from tests.testapp.models import Marker
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the batch writer commits on its own connection
 
-TASKS = ("t-record", "t-hostile-fail", "t-always-fail", "t-sleep", "t-cron-single-flight")
+TASKS = ("t-record", "t-hostile-fail", "t-always-fail", "t-sleep", "t-cron-single-flight", "t-progress")
 
 
 @pytest.fixture
@@ -111,6 +111,21 @@ def test_a_run_that_raises_with_retries_left_waits_in_the_database(stub: StubBro
     assert run.published_at is None  # the relay publishes it when due; no delayed message is held
     assert run.attempts == 1 and [entry["outcome"] for entry in run.attempt_log] == ["failed"]
     assert not stub.dead_letters
+
+
+def test_arguments_that_do_not_fit_fail_at_once_however_many_retries_are_left(stub: StubBroker) -> None:
+    run_id = send(stub, "t-always-fail", lable="typo")
+    run = JobRun.objects.get(pk=run_id)
+    assert run.status == RunStatus.FAILED and run.next_attempt_at is None
+    assert "TaskArgumentsError" in run.error and "did you mean 'label'?" in run.error
+    assert not Marker.objects.filter(label="typo").exists()
+
+
+def test_progress_reported_by_the_task_is_on_its_run(stub: StubBroker) -> None:
+    run_id = send(stub, "t-progress", steps=3)
+    run = JobRun.objects.get(pk=run_id)
+    assert (run.status, run.result) == (RunStatus.SUCCEEDED, 3)
+    assert (run.progress_stage, run.progress_done, run.progress_total) == ("stepping", 3, 3)
 
 
 def test_a_run_past_its_execution_timeout_is_timed_out(stub: StubBroker) -> None:

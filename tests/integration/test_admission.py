@@ -1,8 +1,10 @@
-"""Single-flight tasks and stale cron ticks, inline and on a real worker: overlaps are skipped and recorded."""
+"""Admission (``fusion_jobs.admission``): single-flight tasks and stale cron ticks, inline and on a
+real worker; overlaps are skipped and recorded."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +22,13 @@ from tests.conftest import wait_for
 from tests.testapp.models import Marker
 
 SINGLE = "t-cron-single-flight"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_admission_cache() -> Iterator[None]:
+    admission.forget_cached_schedules()
+    yield
+    admission.forget_cached_schedules()
 
 
 def in_thread(fn: Any, *args: Any, **kwargs: Any) -> tuple[threading.Thread, dict[str, Any]]:
