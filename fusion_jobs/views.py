@@ -19,7 +19,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from .conf import jobs_settings
-from .models import JobRun, RunStatus
+from .models import FAILED_STATUSES, WAITING_STATUSES, JobRun, RunStatus
 from .recording import db_alias
 from .relay import MIN_AGE_SECONDS, due_runs, lost_runs
 
@@ -64,7 +64,7 @@ def database_metrics() -> str:
     runs = JobRun.objects.using(alias)
     out = _Text()
 
-    waiting = runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RETRYING]).exclude(next_attempt_at__gt=now)
+    waiting = runs.filter(status__in=WAITING_STATUSES).exclude(next_attempt_at__gt=now)
     oldest = dict(waiting.values_list("queue").annotate(Min("enqueued_at")).order_by())
     totals = dict(waiting.values_list("queue").annotate(Count("pk")).order_by())
     buckets: dict[str, list[int]] = {}
@@ -99,7 +99,7 @@ def database_metrics() -> str:
         "Runs that ended failed or timed out in the last 5 minutes, by task and queue.",
     )
     failed = (
-        runs.filter(status__in=[RunStatus.FAILED, RunStatus.TIMED_OUT], finished_at__gte=now - FAILED_WINDOW)
+        runs.filter(status__in=FAILED_STATUSES, finished_at__gte=now - FAILED_WINDOW)
         .values_list("task_name", "queue")
         .annotate(n=Count("pk"))
         .order_by()

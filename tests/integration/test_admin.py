@@ -15,8 +15,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from fusion_jobs.admin import dashboard_stats, estimated_count, percentile
+from fusion_jobs.admin import actions
+from fusion_jobs.admin.counting import estimated_count
 from fusion_jobs.models import CronSchedule, JobRun
+from fusion_jobs.stats import TaskRow, dashboard_stats, finished_runs, percentile, python_finished_stats
 from tests.conftest import wait_for
 
 XSS = "<script>alert('xss')</script>"
@@ -363,10 +365,8 @@ def test_retry_button_on_the_detail_page(operator_client, broker_settings, worke
 
 @pytest.mark.django_db
 def test_bulk_retry_is_capped(operator_client, settings, monkeypatch):
-    import fusion_jobs.admin as run_admin
-
     settings.FUSION_JOBS_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/never-published"
-    monkeypatch.setattr(run_admin, "BULK_RETRY_LIMIT", 2)
+    monkeypatch.setattr(actions, "BULK_RETRY_LIMIT", 2)
     runs = [make_run(status="failed") for _ in range(3)]
     response = action_post(operator_client, "retry_runs", runs[:1], select_across="1")
     assert response.status_code == 302
@@ -520,16 +520,12 @@ def test_dashboard_numbers(viewer_client):
 
 @pytest.mark.django_db
 def test_python_percentiles_match_postgresql():
-    import fusion_jobs.admin as run_admin
-    from fusion_jobs.admin import TaskRow
-
     now = timezone.now()
     seed_dashboard(now)
     since = now - timedelta(days=1)
     rows: dict[str, TaskRow] = {}
     total = TaskRow("All tasks")
-    finished = JobRun.objects.filter(finished_at__gt=since, status__in=run_admin.EXECUTED)
-    run_admin._python_percentiles(finished, rows, total)
+    python_finished_stats(finished_runs(JobRun.objects.all(), since, now), rows, total)
     database = dashboard_stats(timedelta(days=1), now=now)
     assert (total.finished, total.failed) == (database.total.finished, database.total.failed)
     assert total.p50 == pytest.approx(database.total.p50) and total.p95 == pytest.approx(database.total.p95)

@@ -6,52 +6,22 @@ named at the top of the page, as on the dashboard.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from .admin_changelist import StorableFiltersChangeList
-from .models import WorkerHeartbeat
-from .workers import (
-    GONE,
-    GONE_AFTER_BEATS,
-    LIVE,
-    STALE,
-    STALE_AFTER_BEATS,
-    heartbeat_interval,
-    unconsumed_warnings,
-    worker_state,
-)
+from ..models import WorkerHeartbeat
+from ..workers import LIVE, heartbeat_interval, unconsumed_warnings, worker_state
+from .changelist import ReadOnlyAdmin
+from .filters import WorkerStateFilter
 
 
-class StateFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "state"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(LIVE, "live"), (STALE, "stale"), (GONE, "gone")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        now, beat = timezone.now(), heartbeat_interval()
-        live_since = now - timedelta(seconds=STALE_AFTER_BEATS * beat)
-        gone_before = now - timedelta(seconds=GONE_AFTER_BEATS * beat)
-        running = queryset.filter(stopped_at__isnull=True)
-        if self.value() == LIVE:
-            return running.filter(last_seen_at__gte=live_since)
-        if self.value() == STALE:
-            return running.filter(last_seen_at__lt=live_since, last_seen_at__gte=gone_before)
-        if self.value() == GONE:
-            return queryset.filter(Q(stopped_at__isnull=False) | Q(last_seen_at__lt=gone_before))
-        return queryset
-
-
-class WorkerHeartbeatAdmin(admin.ModelAdmin):
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(ReadOnlyAdmin):
     list_display = [
         "state",
         "kind",
@@ -67,7 +37,7 @@ class WorkerHeartbeatAdmin(admin.ModelAdmin):
         "runs_failed",
         "running",
     ]
-    list_filter = [StateFilter, "kind", "host"]
+    list_filter = [WorkerStateFilter, "kind", "host"]
     search_fields = ["host", "=pid"]
     ordering = ["stopped_at", "-last_seen_at"]
     list_per_page = 200
@@ -75,18 +45,6 @@ class WorkerHeartbeatAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return super().has_view_permission(request, obj) or request.user.has_perm("fusion_jobs.view_jobrun")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type:
-        return StorableFiltersChangeList
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

@@ -1,12 +1,11 @@
-"""Admin for cron schedules (registered from fusion_jobs.admin).
+"""Admin for cron schedules.
 
 A schedule's origin decides what can be done to it here. A *declared* one (a registrar's) is read
 only: the code owns it. A *runtime* one can be added (``add_cronschedule``), edited
 (``change_cronschedule``) and deleted (``delete_cronschedule``, also for an orphaned declared one),
-through the same checks as ``ensure_cron``: a task picked from the registered ones, the expression
-and zone parsed (with the next fires shown), the input checked against the task's signature.
-Every page shows what each will do (task, expression, timezone, misfire policy, next fire, last
-run), and three actions, each behind its own permission and a confirmation page:
+through the same checks as ``ensure_cron`` (:mod:`.forms`). Every page shows what each will do
+(task, expression, timezone, misfire policy, next fire, last run), and three actions, each behind
+its own permission and a confirmation page:
 
 * **pause** / **resume** (``pause_cronschedule``): a pause is kept across restarts and deploys
   (``ensure_cron`` never touches it). Resuming starts from the next tick: the ticks that passed
@@ -19,200 +18,52 @@ Everything rendered from a schedule goes through ``format_html`` or template aut
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
-from django.template import engines
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from ..admin_changelist import StorableFiltersChangeList
-from ..exceptions import CronError, FusionJobsError, UnknownTaskError
-from ..models import CronOrigin, CronSchedule, JobRun, MisfirePolicy
+from ..exceptions import CronError, UnknownTaskError
+from ..models import CronOrigin, CronSchedule, JobRun
 from ..recording import db_alias
-from ..registry import all_tasks, get_task
-from .crontab import next_fire_times
-from .declare import check_input, cron_trigger, delete_cron, ensure_cron
+from ..scheduler import firing
+from ..scheduler.declare import delete_cron, ensure_cron
+from ..scheduler.triggers import CrontabTrigger
+from ..worker import disabled_reason
+from .actions import requested_by
+from .changelist import StorableFiltersChangeList
+from .display import badge, fires_html, local_minute, run_change_url, run_items, state_badge
+from .forms import PREVIEW_FIRES, RuntimeScheduleForm, next_fires
 
 RUN_NOW_LIMIT = 50
 RECENT_RUNS = 15
-STATE_COLOURS = {
-    "active": "#198754",
-    "paused": "#b35c00",
-    "disabled": "#6c757d",
-    "orphaned": "#c82333",
+#: Each action's confirmation page: its verb and what the user should know before saying yes.
+CONFIRMATIONS: dict[str, tuple[str, list[str]]] = {
+    "pause_schedules": (
+        "pause",
+        ["A paused schedule fires nothing until resumed; the pause survives restarts and deploys."],
+    ),
+    "resume_schedules": (
+        "resume",
+        ["Each fires again from its next tick; ticks that passed while paused are not caught up."],
+    ),
+    "run_now": (
+        "run now",
+        [
+            "Each selected schedule's task is queued once with the schedule's input, for a worker.",
+            "This is not a tick: the schedule's next fire time does not change.",
+        ],
+    ),
 }
-
-CONFIRM_TEMPLATE = """{% extends "admin/base_site.html" %}
-{% load i18n admin_urls %}
-{% block bodyclass %}{{ block.super }} app-{{ opts.app_label }} model-{{ opts.model_name }} fj-confirm{% endblock %}
-{% block breadcrumbs %}
-<div class="breadcrumbs">
-<a href="{% url 'admin:index' %}">{% translate 'Home' %}</a>
-&rsaquo; <a href="{% url 'admin:app_list' app_label=opts.app_label %}">{{ opts.app_config.verbose_name }}</a>
-&rsaquo; <a href="{% url opts|admin_urlname:'changelist' %}">{{ opts.verbose_name_plural|capfirst }}</a>
-&rsaquo; {{ verb|capfirst }}
-</div>
-{% endblock %}
-{% block content %}
-<div id="content-main">
-  <p>{{ verb|capfirst }} {{ schedules|length }} schedule{{ schedules|pluralize }}?</p>
-  <ul class="fj-notes">{% for note in notes %}<li>{{ note }}</li>{% endfor %}</ul>
-  <table class="fj-sample">
-    <thead><tr><th>schedule</th><th>task</th><th>expression</th><th>next fire</th></tr></thead>
-    <tbody>
-    {% for schedule in schedules %}
-      <tr><td>{{ schedule.name }}</td><td>{{ schedule.task_name }}</td>
-      <td><code>{{ schedule.expression }}</code> {{ schedule.timezone }}</td><td>{{ schedule.next_fire_at|default:"-" }}</td></tr>
-    {% endfor %}
-    </tbody>
-  </table>
-  <form method="post">{% csrf_token %}
-    <div class="submit-row">
-      {% for schedule in schedules %}<input type="hidden" name="{{ action_checkbox_name }}" value="{{ schedule.pk }}">{% endfor %}
-      <input type="hidden" name="action" value="{{ action }}">
-      <input type="hidden" name="post" value="yes">
-      <input type="submit" class="default" value="Yes, {{ verb }}">
-      <a href="{{ back_url }}" class="button cancel-link">No, take me back</a>
-    </div>
-  </form>
-</div>
-{% endblock %}
-"""
-
-
-def schedule_state(schedule: CronSchedule) -> str:
-    if schedule.orphaned:
-        return "orphaned"
-    if not schedule.enabled:
-        return "disabled"
-    return "paused" if schedule.paused else "active"
-
-
-def _run_badge(status: str) -> SafeString:
-    from ..admin import badge  # the run admin's badge (imported late: it imports this module)
-
-    return badge(status)
-
-
-PREVIEW_FIRES = 5
-
-
-def next_fires(expression: str, zone: str, count: int = PREVIEW_FIRES) -> list[Any]:
-    """The next ``count`` ticks (aware) of ``expression`` in ``zone``; CronError when invalid."""
-    return next_fire_times(expression, timezone=zone, count=count)
-
-
-def fires_html(ticks: list[Any], zone: str) -> SafeString:
-    local = ZoneInfo(zone)
-    return format_html(
-        '<ol class="fj-next-fires">{}</ol>',
-        format_html_join(
-            "",
-            '<li>{} {} <span class="fj-stage">({} UTC)</span></li>',
-            (
-                (
-                    tick.astimezone(local).strftime("%a %Y-%m-%d %H:%M"),
-                    zone,
-                    # The UTC date too when it is not the local one (Sydney's midnight is 13:00 UTC).
-                    tick.astimezone(UTC).strftime(
-                        "%H:%M"
-                        if tick.astimezone(UTC).date() == tick.astimezone(local).date()
-                        else "%a %Y-%m-%d %H:%M"
-                    ),
-                )
-                for tick in ticks
-            ),
-        ),
-    )
-
-
-class InputField(forms.JSONField):
-    """Django's JSONField lets a deeply nested document's RecursionError out as a server error."""
-
-    too_deep = "The JSON is nested too deeply."
-
-    def to_python(self, value: Any) -> Any:
-        try:
-            return super().to_python(value)
-        except RecursionError:
-            raise forms.ValidationError(self.too_deep, code="invalid") from None
-
-    def bound_data(self, data: Any, initial: Any) -> Any:
-        try:
-            return super().bound_data(data, initial)
-        except RecursionError:  # the invalid form shows the text as typed
-            return forms.fields.InvalidJSONInput(data)
-
-
-def _task_choices() -> list[tuple[str, str]]:
-    return [(name, name) for name in sorted(all_tasks())]
-
-
-class RuntimeScheduleForm(forms.ModelForm):
-    """Adds or edits a runtime schedule with ``ensure_cron``'s checks, each error on its field."""
-
-    task_name = forms.ChoiceField(label="task", choices=_task_choices)
-    expression = forms.CharField(
-        max_length=120,
-        help_text="Five crontab fields (minute hour day-of-month month day-of-week) or @daily, @hourly... "
-        '<span class="fj-cron-preview" aria-live="polite"></span>',
-    )
-    timezone = forms.CharField(max_length=64, initial="UTC", help_text="An IANA zone, e.g. Europe/Berlin.")
-    misfire = forms.ChoiceField(choices=MisfirePolicy.choices, initial=MisfirePolicy.LATEST)
-    input = InputField(
-        required=False,
-        initial=dict,
-        help_text="The task's keyword arguments, a JSON object, checked against its signature.",
-    )
-
-    class Meta:
-        model = CronSchedule
-        fields = ("name", "task_name", "expression", "timezone", "misfire", "max_lateness", "input")
-
-    def clean_timezone(self) -> str:
-        zone = str(self.cleaned_data["timezone"]).strip()
-        try:
-            cron_trigger("0 0 * * *", zone)
-        except CronError as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return zone
-
-    def clean_max_lateness(self) -> float | None:
-        value = self.cleaned_data.get("max_lateness")
-        if value is not None and value <= 0:
-            raise forms.ValidationError("A positive number of seconds, or empty for no limit.")
-        return value
-
-    def clean(self) -> dict[str, Any]:
-        super().clean()
-        data = self.cleaned_data
-        expression, zone = data.get("expression"), data.get("timezone")
-        if expression and zone:
-            try:
-                if not next_fires(expression, zone, 1):
-                    self.add_error("expression", f"{expression!r} never fires")
-            except CronError as exc:
-                self.add_error("expression", str(exc))
-        task_name = data.get("task_name")
-        if task_name:
-            name = data.get("name") or self.instance.name or "new schedule"
-            try:
-                data["input"] = check_input(get_task(task_name), name, data.get("input") or {})
-            except (FusionJobsError, TypeError, ValueError) as exc:
-                self.add_error("input", str(exc))
-        return data
 
 
 @admin.register(CronSchedule)
@@ -346,7 +197,7 @@ class CronScheduleAdmin(admin.ModelAdmin):
 
     @admin.display(description="state", ordering="origin")
     def state_display(self, obj: CronSchedule) -> SafeString:
-        return format_html('{}<br><span class="fj-stage">{}</span>', self.state_badge(obj), obj.origin)
+        return format_html('{}<br><span class="fj-stage">{}</span>', state_badge(obj), obj.origin)
 
     @admin.display(description="schedule and misfire policy", ordering="expression")
     def schedule_display(self, obj: CronSchedule) -> SafeString:
@@ -365,7 +216,7 @@ class CronScheduleAdmin(admin.ModelAdmin):
     def next_fire_display(self, obj: CronSchedule) -> str:
         if obj.next_fire_at is None or not obj.active:
             return "-"
-        return timezone.localtime(obj.next_fire_at).strftime("%Y-%m-%d %H:%M")
+        return local_minute(obj.next_fire_at)
 
     @admin.display(description=f"next {PREVIEW_FIRES} fires")
     def next_fires_preview(self, obj: CronSchedule) -> SafeString | str:
@@ -387,23 +238,16 @@ class CronScheduleAdmin(admin.ModelAdmin):
         run = obj.last_run
         if run is None:
             return "-"
-        when = timezone.localtime(run.scheduled_for or run.enqueued_at).strftime("%Y-%m-%d %H:%M")
         return format_html(
             '<a href="{}">{}</a><br>{}',
-            reverse("admin:fusion_jobs_jobrun_change", args=[str(run.pk)]),
-            when,
-            _run_badge(run.status),
+            run_change_url(run.pk),
+            local_minute(run.scheduled_for or run.enqueued_at),
+            badge(run.status),
         )
 
     @admin.display(description="state")
     def state_badge(self, obj: CronSchedule) -> SafeString:
-        state = schedule_state(obj)
-        return format_html(
-            '<span class="fj-badge fj-cron-{}" style="background-color:{}">{}</span>',
-            state,
-            STATE_COLOURS[state],
-            state,
-        )
+        return state_badge(obj)
 
     @admin.display(description=f"recent runs (last {RECENT_RUNS})")
     def recent_runs(self, obj: CronSchedule) -> SafeString | str:
@@ -414,22 +258,11 @@ class CronScheduleAdmin(admin.ModelAdmin):
         )
         if not runs:
             return "-"
-        return format_html(
-            "<ul>{}</ul>",
-            format_html_join(
-                "",
-                '<li><a href="{}">{}</a> {} {}</li>',
-                (
-                    (
-                        reverse("admin:fusion_jobs_jobrun_change", args=[str(run.pk)]),
-                        timezone.localtime(run.scheduled_for or run.enqueued_at).strftime("%Y-%m-%d %H:%M"),
-                        _run_badge(run.status),
-                        run.skip_reason,
-                    )
-                    for run in runs
-                ),
-            ),
+        items = run_items(
+            (run.pk, local_minute(run.scheduled_for or run.enqueued_at), run.status, run.skip_reason)
+            for run in runs
         )
+        return format_html("<ul>{}</ul>", items)
 
     # -- permissions: declared schedules belong to the code; runtime ones to their permissions ---
 
@@ -452,8 +285,9 @@ class CronScheduleAdmin(admin.ModelAdmin):
     # -- actions ---------------------------------------------------------------------------------
 
     def _confirm(
-        self, request: HttpRequest, queryset: QuerySet[CronSchedule], action: str, verb: str, notes: list[str]
+        self, request: HttpRequest, queryset: QuerySet[CronSchedule], action: str
     ) -> TemplateResponse:
+        verb, notes = CONFIRMATIONS[action]
         context = {
             **self.admin_site.each_context(request),
             "title": f"Confirm: {verb}",
@@ -466,8 +300,7 @@ class CronScheduleAdmin(admin.ModelAdmin):
             "back_url": request.get_full_path(),
         }
         request.current_app = self.admin_site.name
-        template = engines["django"].from_string(CONFIRM_TEMPLATE)
-        return TemplateResponse(request, template, context)
+        return TemplateResponse(request, "admin/fusion_jobs/cronschedule/confirm_action.html", context)
 
     @staticmethod
     def _confirmed(request: HttpRequest) -> bool:
@@ -478,13 +311,7 @@ class CronScheduleAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[CronSchedule]
     ) -> TemplateResponse | None:
         if not self._confirmed(request):
-            return self._confirm(
-                request,
-                queryset,
-                "pause_schedules",
-                "pause",
-                ["A paused schedule fires nothing until resumed; the pause survives restarts and deploys."],
-            )
+            return self._confirm(request, queryset, "pause_schedules")
         count = queryset.filter(paused=False).update(paused=True, updated_at=timezone.now())
         self.message_user(request, f"Paused {count} schedule(s).", messages.SUCCESS)
         return None
@@ -494,15 +321,7 @@ class CronScheduleAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[CronSchedule]
     ) -> TemplateResponse | None:
         if not self._confirmed(request):
-            return self._confirm(
-                request,
-                queryset,
-                "resume_schedules",
-                "resume",
-                ["Each fires again from its next tick; ticks that passed while paused are not caught up."],
-            )
-        from .triggers import CrontabTrigger
-
+            return self._confirm(request, queryset, "resume_schedules")
         now = timezone.now()
         resumed, refused = 0, []
         with transaction.atomic(using=db_alias()):
@@ -524,8 +343,6 @@ class CronScheduleAdmin(admin.ModelAdmin):
 
     @admin.action(description="Run selected schedules now (queued for a worker)", permissions=["run"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[CronSchedule]) -> TemplateResponse | None:
-        from ..worker import disabled_reason
-
         reason = disabled_reason()
         if reason:
             self.message_user(
@@ -541,32 +358,21 @@ class CronScheduleAdmin(admin.ModelAdmin):
             )
             return None
         if not self._confirmed(request):
-            return self._confirm(
-                request,
-                queryset,
-                "run_now",
-                "run now",
-                [
-                    "Each selected schedule's task is queued once with the schedule's input, for a worker.",
-                    "This is not a tick: the schedule's next fire time does not change.",
-                ],
-            )
-        from .firing import Publisher, run_now
-
-        username = request.user.get_username() or f"user {request.user.pk}"
-        publisher = Publisher()
+            return self._confirm(request, queryset, "run_now")
+        username = requested_by(request)
+        publisher = firing.Publisher()
         queued, unknown = [], []
         for schedule in queryset.order_by("name"):
             try:
                 with transaction.atomic(using=db_alias()):
-                    queued.append(run_now(schedule, requested_by=username, publisher=publisher))
+                    queued.append(firing.run_now(schedule, requested_by=username, publisher=publisher))
             except UnknownTaskError:
                 unknown.append(schedule.name)
         if queued:
             links = format_html_join(
                 ", ",
                 '<a href="{}">{}</a>',
-                ((reverse("admin:fusion_jobs_jobrun_change", args=[str(r.pk)]), r.task_name) for r in queued),
+                ((run_change_url(r.pk), r.task_name) for r in queued),
             )
             self.message_user(
                 request, format_html("Queued {} run(s): {}", len(queued), links), messages.SUCCESS
