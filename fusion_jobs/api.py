@@ -234,7 +234,7 @@ def _enqueue_row(
     started_here = not queued and outside_transaction and cron is None and not task_obj.single_flight
     if started_here:
         begin_inline_attempt(row, timezone.now())
-    insert_run(row, using=alias, wait_for_disk=deferred or not (queued or started_here))
+    insert_run(row, using=alias, durable=deferred or not (queued or started_here))
     handle = RunHandle(run_id=run_id, mode="queued" if queued else "inline", task_name=task_obj.name)
     if started_here:
         _raise(_run_here(task_obj, handle, payload, Attempt(run_id, 1, task_obj.name)))

@@ -10,7 +10,7 @@ from dramatiq import Broker
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, SkipMessage
 
-from ..writer import writer
+from ..recording.writer import writer
 
 logger = logging.getLogger("fusion_jobs.worker")
 

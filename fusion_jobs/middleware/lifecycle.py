@@ -7,7 +7,7 @@ unfinished while its message is gone. Retries replace Dramatiq's ``Retries`` mid
 retry is recorded (``retrying``, next attempt time, unpublished) and the outbox relay publishes it
 when it is due, so no delay is ever held as an unacked message in a worker.
 
-Transitions go through the process's batch writer (``fusion_jobs.writer``), which group-commits
+Transitions go through the process's batch writer (``fusion_jobs.recording.writer``), which group-commits
 the transitions of all worker threads.
 """
 
@@ -40,8 +40,8 @@ from ..recording import (
     end_op_retry,
     end_op_success,
 )
+from ..recording.writer import writer
 from ..registry import Task, get_task
-from ..writer import writer
 from .db import requeue_for_db_outage
 from .validation import quiet_repeated_lines
 

@@ -28,6 +28,7 @@ from fusion_jobs.recording import (
     mark_retrying,
     start_attempt,
     sweep_stuck,
+    transitions,
     write_progress,
 )
 from tests.conftest import wait_for
@@ -306,20 +307,18 @@ def test_sweeper_fails_silent_runs_past_timeout_plus_grace(settings):
 @pytest.mark.django_db
 def test_sweeper_write_is_fenced_by_the_attempt(settings, monkeypatch):
     """A redelivery that starts a new attempt between the sweeper's read and its write wins."""
-    import fusion_jobs.recording as recording
-
     settings.FUSION_JOBS_STUCK_GRACE_SECONDS = 10
     now = timezone.now()
     run = new_run(status="running", attempts=1, execution_timeout=5, started_at=now - timedelta(seconds=60))
-    real_log_entry = recording._log_entry
+    real_log_entry = transitions.log_entry
 
     def redelivered_meanwhile(row: JobRun, *args: Any) -> dict[str, Any]:
-        monkeypatch.setattr(recording, "_log_entry", real_log_entry)
+        monkeypatch.setattr(transitions, "log_entry", real_log_entry)
         fresh = start_attempt(str(row.pk), task_name="t-record", redelivered=True)
         assert isinstance(fresh, Attempt) and fresh.attempt == 2
         return real_log_entry(row, *args)
 
-    monkeypatch.setattr(recording, "_log_entry", redelivered_meanwhile)
+    monkeypatch.setattr(transitions, "log_entry", redelivered_meanwhile)
     assert sweep_stuck(now=now) == 0
     run.refresh_from_db()
     assert (run.status, run.attempts, run.lost_attempts) == ("running", 2, 1)

@@ -23,7 +23,8 @@ from fusion_jobs.recording import (
     end_op_failure,
     end_op_success,
 )
-from fusion_jobs.writer import BatchWriter
+from fusion_jobs.recording.sql import prepares
+from fusion_jobs.recording.writer import BatchWriter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -159,12 +160,10 @@ def test_statements_are_prepared_once_per_connection_unless_turned_off(prepared)
 def test_when_statements_are_prepared(settings, options, setting, expected):
     from types import SimpleNamespace
 
-    from fusion_jobs.recording import _prepares
-
     settings.FUSION_JOBS_PREPARED_STATEMENTS = setting
     fake = SimpleNamespace(vendor="postgresql", settings_dict={"OPTIONS": options})
-    assert _prepares(fake) is expected  # type: ignore[arg-type]
-    assert _prepares(SimpleNamespace(vendor="sqlite", settings_dict={})) is False  # type: ignore[arg-type]
+    assert prepares(fake) is expected  # type: ignore[arg-type]
+    assert prepares(SimpleNamespace(vendor="sqlite", settings_dict={})) is False  # type: ignore[arg-type]
 
 
 def test_a_stopped_writer_starts_again_on_the_next_op():
@@ -175,3 +174,27 @@ def test_a_stopped_writer_starts_again_on_the_next_op():
     assert isinstance(writer.apply(StartOp(second, "t-record")).outcome, Attempt)
     writer.stop()
     assert set(JobRun.objects.filter(pk__in=[first, second]).values_list("status", flat=True)) == {"running"}
+
+
+def test_statements_go_through_django_cursor_and_leave_the_connection_as_it_was(prepared):
+    """execute_wrappers and query logging (assertNumQueries, debug tools, APM) see every statement,
+    prepared or not, and the shared connection's prepare_threshold is not changed."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    run_ids = new_runs(3)
+    connection.ensure_connection()
+    threshold = connection.connection.prepare_threshold
+    seen: list[str] = []
+
+    def spy(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy), CaptureQueriesContext(connection) as captured:
+        apply_batch([StartOp(run_ids[0], "t-record")])
+        apply_batch([StartOp(run_id, "t-record") for run_id in run_ids[1:]])
+    updates = [sql for sql in seen if 'UPDATE "fusion_jobs_jobrun"' in sql]
+    assert len(updates) == 2, seen
+    assert sum('UPDATE "fusion_jobs_jobrun"' in query["sql"] for query in captured.captured_queries) == 2
+    assert connection.connection.prepare_threshold == threshold

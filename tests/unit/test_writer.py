@@ -8,8 +8,8 @@ import time
 
 from django.db import DatabaseError
 
-from fusion_jobs import writer as writer_module
-from fusion_jobs.writer import BatchWriter
+from fusion_jobs.recording import writer as writer_module
+from fusion_jobs.recording.writer import BatchWriter
 
 
 def test_a_hung_writer_times_out_as_a_database_outage_and_is_replaced(monkeypatch):

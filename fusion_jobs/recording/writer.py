@@ -2,7 +2,7 @@
 
 A worker thread hands its start or end transition to the writer and waits for it; the writer
 takes everything queued at that moment (under load, waiting up to ``LINGER`` for the other
-threads' ops) and applies it with ``recording.apply_batch``: on PostgreSQL one statement and one
+threads' ops) and applies it with ``batch.apply_batch``: on PostgreSQL one statement and one
 commit for the whole batch. Under load that is one commit for many messages instead of two
 commits per message; at low load a batch holds one op and costs what a direct write would. An
 end is committed before the worker thread returns, so Dramatiq still acks only after the outcome
@@ -19,8 +19,9 @@ import time
 
 from django.db import OperationalError, close_old_connections, connections
 
-from . import metrics
-from .recording import Op, apply_batch
+from .. import metrics
+from .batch import apply_batch
+from .transitions import Op
 
 logger = logging.getLogger("fusion_jobs.writer")
 
