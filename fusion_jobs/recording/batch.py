@@ -66,7 +66,7 @@ def apply_batch(ops: list[Op], *, now: datetime | None = None, durable: bool = T
         if only_starts and connection.vendor == "postgresql" and not nested:
             # Only outcomes (written before the ack) need to wait for the disk.
             sql.commit_asynchronously(connection)
-        _apply_locked(ops, alias, now)
+        apply_locked(ops, alias, now)
 
 
 def _apply_fast(
@@ -112,8 +112,12 @@ def _apply_fast(
     return [op for index, op in enumerate(ops) if index in slow or id(op) in missed]
 
 
-def _apply_locked(ops: list[Op], alias: str, now: datetime) -> None:
-    """Decide ops on their rows locked with ``SELECT ... FOR UPDATE``: one locking read, one write."""
+def apply_locked(ops: list[Op], alias: str, now: datetime) -> None:
+    """Decide ops on their rows locked with ``SELECT ... FOR UPDATE``: one locking read, one write.
+
+    Runs in the caller's transaction (the locks last until it ends). The fast path must leave the
+    rows exactly as this does (tests/integration/recording/test_contract.py).
+    """
     ids = {run_id_of(op) for op in ops}
     rows = {
         str(row.pk): row

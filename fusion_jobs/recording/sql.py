@@ -12,6 +12,7 @@ makes the write recoverable (see ``batch.apply_batch`` and ``insert_run``).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
@@ -19,7 +20,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from django.db import connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -111,34 +111,41 @@ def prepares(connection: BaseDatabaseWrapper) -> bool:
     """
     if connection.vendor != "postgresql" or not jobs_settings.PREPARED_STATEMENTS:
         return False
+    if getattr(getattr(connection, "Database", None), "__name__", "") != "psycopg":
+        return False  # psycopg2: Django's older driver prepares nothing
     options = connection.settings_dict.get("OPTIONS") or {}
     return not (options.get("server_side_binding") and options.get("prepare_threshold") is None)
 
 
-class _PreparingCursor(psycopg.Cursor[Any]):
-    """Binds on the server and prepares every statement it runs, on a connection left as it was.
+@functools.cache
+def _preparing_cursor() -> Any:
+    """A psycopg cursor class that binds on the server and prepares every statement it runs.
 
     psycopg prepares nothing while its connection's ``prepare_threshold`` is None (Django's
-    default), so the threshold is lifted for this one execution and put back: Django's own
-    cursors (client-bound, which never prepare) and the project's settings see no change.
+    default), so the threshold is lifted for one execution and put back: Django's own cursors
+    (client-bound, which never prepare) and the project's settings see no change.
     """
+    import psycopg  # imported when first needed: psycopg is no dependency of a SQLite project
 
-    def execute(
-        self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
-    ) -> Any:
-        raw = self.connection
-        threshold = raw.prepare_threshold
-        if threshold is None:
-            raw.prepare_threshold = 0  # prepare=True below decides; None would refuse it
-        try:
-            super().execute(query, params, prepare=True, binary=binary)
-        finally:
-            raw.prepare_threshold = threshold
-        if self._query is None:
-            # psycopg keeps no query on a cursor that ran a prepared statement, and that is where
-            # Django reads the statement it logs (``last_executed_query``): give it the text.
-            self._query = _LoggedQuery(query.encode())  # type: ignore[assignment]
-        return self
+    class PreparingCursor(psycopg.Cursor[Any]):
+        def execute(
+            self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None
+        ) -> Any:
+            raw = self.connection
+            threshold = raw.prepare_threshold
+            if threshold is None:
+                raw.prepare_threshold = 0  # prepare=True below decides; None would refuse it
+            try:
+                super().execute(query, params, prepare=True, binary=binary)
+            finally:
+                raw.prepare_threshold = threshold
+            if self._query is None:
+                # psycopg keeps no query on a cursor that ran a prepared statement, and that is
+                # where Django reads the statement it logs (``last_executed_query``).
+                self._query = _LoggedQuery(query.encode())  # type: ignore[assignment]
+            return self
+
+    return PreparingCursor
 
 
 class _LoggedQuery:
@@ -163,7 +170,7 @@ def _rows(connection: BaseDatabaseWrapper, sql: str, params: list[Any]) -> list[
     with connection.cursor() as cursor:
         if prepares(connection):
             cursor.cursor.close()
-            cursor.cursor = _PreparingCursor(connection.connection)
+            cursor.cursor = _preparing_cursor()(connection.connection)
         cursor.execute(sql, params)
         return list(cursor.fetchall()) if cursor.description else []
 

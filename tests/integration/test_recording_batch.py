@@ -161,9 +161,14 @@ def test_when_statements_are_prepared(settings, options, setting, expected):
     from types import SimpleNamespace
 
     settings.FUSION_JOBS_PREPARED_STATEMENTS = setting
-    fake = SimpleNamespace(vendor="postgresql", settings_dict={"OPTIONS": options})
+    psycopg = SimpleNamespace(__name__="psycopg")
+    fake = SimpleNamespace(vendor="postgresql", settings_dict={"OPTIONS": options}, Database=psycopg)
     assert prepares(fake) is expected  # type: ignore[arg-type]
     assert prepares(SimpleNamespace(vendor="sqlite", settings_dict={})) is False  # type: ignore[arg-type]
+    psycopg2 = SimpleNamespace(
+        vendor="postgresql", settings_dict={"OPTIONS": options}, Database=SimpleNamespace(__name__="psycopg2")
+    )
+    assert prepares(psycopg2) is False  # type: ignore[arg-type]
 
 
 def test_a_stopped_writer_starts_again_on_the_next_op():
