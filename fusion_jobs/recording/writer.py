@@ -16,6 +16,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
 
 from django.db import OperationalError, close_old_connections, connections
 
@@ -183,31 +184,31 @@ class BatchWriter:
         connections.close_all()
 
     def _fail_queued(self, source: queue.SimpleQueue[_Pending | None]) -> None:
-        while True:
-            try:
-                pending = source.get_nowait()
-            except queue.Empty:
-                break
-            if pending is not None:
-                pending.error = WriterStalled("the run-recording writer was replaced after a stall")
-                pending.done.release()
+        for pending in _left_in(source):
+            pending.error = WriterStalled("the run-recording writer was replaced after a stall")
+            pending.done.release()
         connections.close_all()
 
     def _drain_after_stop(self, source: queue.SimpleQueue[_Pending | None]) -> None:
         """Apply anything queued after ``stop()``'s marker, so no submitter is left waiting."""
-        while True:
-            try:
-                pending = source.get_nowait()
-            except queue.Empty:
-                return
-            if pending is None:
-                continue
+        for pending in _left_in(source):
             try:
                 apply_batch([pending.op])
             except BaseException as exc:
                 pending.error = exc
             finally:
                 pending.done.release()
+
+
+def _left_in(source: queue.SimpleQueue[_Pending | None]) -> Iterator[_Pending]:
+    """The ops still queued in ``source``, taken without waiting (``stop()`` markers dropped)."""
+    while True:
+        try:
+            pending = source.get_nowait()
+        except queue.Empty:
+            return
+        if pending is not None:
+            yield pending
 
 
 writer = BatchWriter()
