@@ -2,9 +2,14 @@
 
 Importing this package has no side effects and loads neither dramatiq nor pika: the broker is
 built only when jobs are enabled and a run is published or a worker starts.
+
+The entry points of :mod:`fusion_jobs.api` are attributes resolved on first access (PEP 562):
+that module works with the models, which Django can load only once its apps are ready, while a
+project's settings or ``models.py`` may import this package (``@task``) before that.
 """
 
-from .api import RunHandle, enqueue, enqueue_at, enqueue_many, get_jobs_status, is_jobs_enabled
+from typing import TYPE_CHECKING, Any
+
 from .context import current_run_id, report_progress
 from .exceptions import (
     CronError,
@@ -18,7 +23,21 @@ from .registry import Task, task
 from .scheduler.crontab import next_fire_times
 from .scheduler.declare import delete_cron, ensure_cron
 
+if TYPE_CHECKING:
+    from .api import RunHandle, enqueue, enqueue_at, enqueue_many, get_jobs_status, is_jobs_enabled
+
 __version__ = "0.1.0"
+
+_FROM_API = {"RunHandle", "enqueue", "enqueue_at", "enqueue_many", "get_jobs_status", "is_jobs_enabled"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_API:
+        from . import api  # on first use: it needs the app registry ready (see the docstring)
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'fusion_jobs' has no attribute {name!r}")
+
 
 __all__ = [
     "CronError",

@@ -11,14 +11,20 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import DatabaseError, connections, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from . import tracing
+from .backends.base import Outgoing
 from .conf import broker_queue, jobs_settings, queue_namespace
-from .exceptions import FusionJobsError, PayloadError, PublishError
+from .exceptions import FusionJobsError, PayloadError
+from .models import HANDLE_INLINE
+from .outbox import policy_for, publish_and_mark
 from .registry import Task, all_tasks, get_task
 from .utils import json_roundtrip, mask_url
+
+#: Runs per publish of ``enqueue_many()``: one AMQP transaction each.
+BATCH = 500
 
 if TYPE_CHECKING:
     from .recording import Attempt
@@ -243,9 +249,7 @@ def _enqueue_row(
     elif queued:
         _after_commit(
             alias,
-            lambda may_raise: _publish_or_fallback(
-                task_obj, handle, payload, on_publish_error, may_raise, traceparent=traceparent
-            ),
+            lambda may_raise: _publish(task_obj, handle, payload, on_publish_error, may_raise, traceparent),
         )
     else:
         _after_commit(alias, lambda may_raise: _raise(_run_here(task_obj, handle, payload), may_raise))
@@ -327,7 +331,9 @@ def enqueue_many(task_or_name: Task | str, kwargs_list: list[dict[str, Any]]) ->
         for row in rows
     ]
     if queued:
-        _after_commit(alias, lambda _may_raise: _publish_batch(task_obj, handles, payloads))
+        messages = [Outgoing(task_obj, h.run_id, p) for h, p in zip(handles, payloads, strict=True)]
+        # A batch is never run inline: what does not reach the broker stays for the relay.
+        _after_commit(alias, lambda _may_raise: publish_and_mark(messages, chunk_size=BATCH))
     else:
         _after_commit(alias, lambda may_raise: _run_all_here(task_obj, handles, payloads, may_raise))
     return handles
@@ -348,27 +354,6 @@ def _run_all_here(
     _raise(first, may_raise)
 
 
-def _publish_batch(task_obj: Task, handles: list[RunHandle], payloads: list[dict[str, Any]]) -> None:
-    from .backends.broker import publish_many
-    from .models import JobRun
-    from .recording import db_alias
-
-    for start in range(0, len(handles), 500):
-        part = list(zip(handles[start : start + 500], payloads[start : start + 500], strict=True))
-        try:
-            publish_many([(task_obj, h.run_id, p, None) for h, p in part])
-        except PublishError as exc:
-            # A batch is never run inline: what did not reach the broker stays for the relay.
-            logger.warning("%s; %d run(s) kept for the outbox relay", exc, len(handles) - start)
-            return
-        try:
-            JobRun.objects.using(db_alias()).filter(pk__in=[h.run_id for h, _ in part]).update(
-                published_at=timezone.now()
-            )
-        except DatabaseError as exc:  # published already: the workers mark them when they start
-            logger.warning("%d published run(s) could not be marked published: %s", len(part), exc)
-
-
 def _run_here(
     task_obj: Task, handle: RunHandle, payload: dict[str, Any], started: Attempt | None = None
 ) -> Exception | None:
@@ -381,49 +366,21 @@ def _run_here(
     return outcome.exception if jobs_settings.INLINE_RAISE else None
 
 
-def _publish_or_fallback(
+def _publish(
     task_obj: Task,
     handle: RunHandle,
     payload: dict[str, Any],
-    policy: str | None = None,
-    may_raise: bool = True,
-    *,
-    traceparent: str | None = None,
+    policy: str | None,
+    may_raise: bool,
+    traceparent: str | None,
 ) -> None:
-    from .backends.broker import publish
-    from .models import JobRun, RunMode, RunStatus
-    from .recording import db_alias, mark_published
-
-    try:
-        publish(task_obj, handle.run_id, payload, traceparent=traceparent)
-    except PublishError as exc:
-        policy = policy or task_obj.on_publish_error or str(jobs_settings.ON_PUBLISH_ERROR)
-        rows = JobRun.objects.using(db_alias()).filter(pk=handle.run_id, status=RunStatus.QUEUED)
-        if policy == "outbox":
-            # The row was written without waiting for the disk (the broker's confirm was to make
-            # it durable); this synchronous commit flushes it, so the relay can count on it.
-            rows.update(published_at=None)
-            logger.warning("%s; kept in the outbox for the relay", exc)
-            return
-        if policy == "raise":
-            handle.status, handle.error = RunStatus.FAILED, f"PublishError: {exc}"[:2000]
-            rows.update(status=RunStatus.FAILED, error=handle.error, finished_at=timezone.now())
-            if may_raise:
-                raise
-            logger.error(
-                "%s; the run is marked failed (FUSION_JOBS_ON_PUBLISH_ERROR=raise), not raised: "
-                "the publish ran after the transaction committed",
-                exc,
-            )
-            return
-        logger.warning("%s; running it inline instead (FUSION_JOBS_ON_PUBLISH_ERROR=inline)", exc)
-        rows.update(mode=RunMode.INLINE, max_retries=0)
-        handle.mode = "inline"
-        error = _run_here(task_obj, handle, payload)
-        _raise(error, may_raise)
-        return
-    handle._published = True
-    mark_published(handle.run_id)
+    message = Outgoing(task_obj, handle.run_id, payload, traceparent)
+    unpublished = publish_and_mark([message], policy=policy or policy_for(task_obj), may_raise=may_raise)
+    if unpublished is not None and unpublished.outcome is not None:
+        outcome = unpublished.outcome
+        handle.status, handle.result, handle.error = outcome.status, outcome.result, outcome.error
+        if unpublished.inline:
+            handle.mode = HANDLE_INLINE
 
 
 def retry_run(run_id: str, *, requested_by: str) -> RunHandle:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +37,7 @@ from . import metrics
 from .conf import jobs_settings
 from .exceptions import PublishError, UnknownTaskError
 from .models import JobRun, RunMode, RunStatus
+from .outbox import Outgoing, publish_and_mark
 from .recording import db_alias
 from .registry import Task, get_task
 
@@ -154,13 +156,16 @@ def _settle(alias: str, chunk: list[_Claimed], lease: datetime, *, published: bo
     rows.update(**changes)
 
 
-def _publish_chunk(chunk: list[_Claimed]) -> None:
-    from .backends.broker import publish_many
+def _mark_chunk(alias: str, chunk: list[_Claimed], lease: datetime) -> Callable[[Sequence[Outgoing]], None]:
+    def mark(_messages: Sequence[Outgoing]) -> None:
+        try:
+            _settle(alias, chunk, lease, published=True)
+        except DatabaseError as exc:
+            # On the broker already: left leased, so they are published again only after the
+            # lease, and the workers mark them when they start.
+            logger.warning("relay: %d published run(s) could not be marked so: %s", len(chunk), exc)
 
-    publish_many(
-        [(c.task, str(c.run.pk), dict(c.run.kwargs), None) for c in chunk],
-        retries=[_retries_done(c.run) for c in chunk],
-    )
+    return mark
 
 
 def relay_once(*, limit: int = 500, now: datetime | None = None, min_age: float | None = None) -> int:
@@ -176,17 +181,17 @@ def relay_once(*, limit: int = 500, now: datetime | None = None, min_age: float 
         claimed, lease = _claim(alias, now or timezone.now(), age, min(CHUNK_SIZE, limit - published))
         if not claimed:
             break
+        messages = [
+            Outgoing(c.task, str(c.run.pk), dict(c.run.kwargs), retries=_retries_done(c.run)) for c in claimed
+        ]
         try:
-            _publish_chunk(claimed)
+            unpublished = publish_and_mark(messages, mark=_mark_chunk(alias, claimed, lease))
         except Exception:
             _settle(alias, claimed, lease, published=False)
             raise
-        try:
-            _settle(alias, claimed, lease, published=True)
-        except DatabaseError as exc:
-            # On the broker already: left leased, so they are published again only after the
-            # lease, and the workers mark them when they start.
-            logger.warning("relay: %d published run(s) could not be marked so: %s", len(claimed), exc)
+        if unpublished is not None:
+            _settle(alias, claimed, lease, published=False)
+            raise unpublished.error
         published += len(claimed)
         if len(claimed) < CHUNK_SIZE:
             break

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
@@ -23,8 +24,10 @@ from ..encoder import StrictJSONEncoder
 from ..exceptions import PublishError, TaskArgumentsError
 from ..middleware import build_stack
 from ..middleware.validation import QueueCheckedConsumer, before_process_fail_closed
+from ..models import GATE_BROKER
 from ..registry import Task, all_tasks, on_register
 from ..utils import mask_url, scrub
+from .base import BaseBackend, Outgoing
 from .publisher import PublisherPool
 from .queues import dead_letter_arguments, declare, main_arguments
 
@@ -358,3 +361,17 @@ def publish_many(
         raise PublishError(
             f"could not publish {what} to {mask_url(url)} after {time.monotonic() - started:.1f} s: {detail}"
         ) from None
+
+
+class BrokerBackend(BaseBackend):
+    """Runs go to Dramatiq workers through RabbitMQ, each message confirmed by the broker."""
+
+    queues_runs = True
+    gate = GATE_BROKER
+
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        publish_many(
+            [(m.task, m.run_id, m.kwargs, None) for m in messages],
+            retries=[m.retries for m in messages],
+            traceparents=[m.traceparent for m in messages],
+        )

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from ..admission import admit
 from ..context import RunContext, activate, deactivate
 from ..metrics import run_ended, run_started
-from ..models import RunMode, RunStatus
+from ..models import GATE_EAGER, RunMode, RunStatus
 from ..recording import Attempt, Skip, describe_exception, finish_failure, finish_success, start_attempt
 from ..registry import Task
 from ..tracing import start_consumer
+from . import broker_backend
+from .base import BaseBackend, Outgoing
 
 logger = logging.getLogger("fusion_jobs.inline")
 
@@ -90,3 +93,15 @@ def _execute(
         span.end()
     finish_success(attempt, result, durable=durable)
     return InlineOutcome(RunStatus.SUCCEEDED, result=result)
+
+
+class InlineBackend(BaseBackend):
+    """New runs execute in the calling process (no broker, or ``FUSION_JOBS_EAGER``)."""
+
+    queues_runs = False
+    gate = GATE_EAGER
+
+    def publish(self, messages: Sequence[Outgoing]) -> None:
+        """What must be queued whatever the gate (a cron tick, an admin retry, the relay) goes to
+        the configured broker; with none, ``PublishError`` leaves it for the outbox relay."""
+        broker_backend().publish(messages)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -37,7 +37,8 @@ from .. import metrics
 from ..conf import jobs_settings
 from ..exceptions import CronError, PublishError, UnknownTaskError
 from ..models import CronSchedule, JobRun, RunMode, RunStatus
-from ..recording import db_alias, mark_published
+from ..outbox import Outgoing, publish_and_mark
+from ..recording import db_alias
 from ..registry import Task, get_task
 from .triggers import CrontabTrigger
 
@@ -48,42 +49,35 @@ PublishFn = Callable[[Task, str, dict[str, Any]], None]
 REASON_LIMIT = 200
 
 
-def _broker_publish(task_obj: Task, run_id: str, payload: dict[str, Any]) -> None:
-    from ..backends.broker import publish
-
-    publish(task_obj, run_id, payload)
-
-
 class Publisher:
     """Publishes claimed runs for one scheduler round; after one failure it stops trying.
 
     A broker that is down costs one publish timeout per round, not one per tick: the rest of
-    the round's claims stay unpublished for :func:`publish_pending`.
+    the round's claims stay unpublished for :func:`publish_pending`. ``publish_fn``: what sends
+    a run (tests); the chosen backend by default.
     """
 
     def __init__(self, publish_fn: PublishFn | None = None) -> None:
-        self.publish_fn = publish_fn or _broker_publish
+        self.publish_fn = publish_fn
         self.failed: PublishError | None = None
         self.published = 0
         self.deferred = 0
+
+    def _send(self, messages: Sequence[Outgoing]) -> None:
+        assert self.publish_fn is not None
+        for m in messages:
+            self.publish_fn(m.task, m.run_id, m.kwargs)
 
     def __call__(self, task_obj: Task, run_id: str, payload: dict[str, Any]) -> bool:
         if self.failed is not None:
             self.deferred += 1
             return False
-        try:
-            self.publish_fn(task_obj, run_id, payload)
-        except PublishError as exc:
-            self.failed = exc
+        send = self._send if self.publish_fn is not None else None
+        unpublished = publish_and_mark([Outgoing(task_obj, run_id, payload)], publish=send)
+        if unpublished is not None:  # it stays claimed, and publish_pending retries it
+            self.failed = unpublished.error
             self.deferred += 1
-            logger.warning(
-                "could not publish cron run %s (%s); it stays claimed and is retried: %s",
-                run_id,
-                task_obj.name,
-                exc,
-            )
             return False
-        mark_published(run_id)
         self.published += 1
         return True
 
