@@ -261,7 +261,7 @@ def _raise(error: Exception | None, may_raise: bool = True) -> None:
         raise error
 
 
-def _after_commit(alias: str, hook: Callable[[bool], None]) -> None:
+def _after_commit(alias: str, hook: Callable[[bool], object]) -> None:
     """Run ``hook`` once the caller's transaction commits; at once when there is none.
 
     Outside a transaction the hook runs now, with ``may_raise=True``: a ``PublishError``

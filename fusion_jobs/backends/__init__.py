@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 BROKER_BACKEND = "fusion_jobs.backends.broker.BrokerBackend"
 INLINE_BACKEND = "fusion_jobs.backends.inline.InlineBackend"
+
+B = TypeVar("B", bound="BaseBackend")
 
 _lock = threading.Lock()
 _chosen: tuple[tuple[str, bool], BaseBackend] | None = None
@@ -56,7 +58,7 @@ def broker_backend() -> BaseBackend:
 
 
 @contextmanager
-def use_backend(backend: BaseBackend) -> Iterator[BaseBackend]:
+def use_backend(backend: B) -> Iterator[B]:
     """Send every run through ``backend`` inside the block (tests: ``backends.stub.StubBackend``)."""
     global _installed
     previous, _installed = _installed, backend

@@ -21,7 +21,9 @@ from prometheus_client import REGISTRY
 
 import fusion_jobs
 from fusion_jobs.backends import broker as broker_backend
+from fusion_jobs.backends import use_backend
 from fusion_jobs.backends.broker import reset_broker
+from fusion_jobs.backends.stub import StubBackend
 from fusion_jobs.middleware.relay import park_delayed_message
 from fusion_jobs.models import JobRun
 from fusion_jobs.recording import Attempt, mark_retrying
@@ -92,7 +94,11 @@ class FakePublisher:
         self.queues: dict[str, tuple[str, str]] = {}
 
     def __call__(
-        self, items: list[tuple[Any, str, dict, int | None]], *, retries: list[int] | None = None
+        self,
+        items: list[tuple[Any, str, dict, int | None]],
+        *,
+        retries: list[int] | None = None,
+        traceparents: list[str | None] | None = None,
     ) -> None:
         ids = [run_id for _, run_id, _, _ in items]
         self.calls.append(ids)
@@ -212,17 +218,15 @@ def test_enqueue_at_holds_the_run_until_it_is_due(broker_settings, monkeypatch):
     assert run.published_at is not None and run.next_attempt_at == when  # still shows its start time
 
 
-def test_enqueue_at_takes_a_timedelta_and_publishes_a_past_start_at_once(broker_settings, monkeypatch):
-    published: list[str] = []
-    monkeypatch.setattr(
-        broker_backend, "publish", lambda task, run_id, kwargs, **kw: published.append(run_id)
-    )
+def test_enqueue_at_takes_a_timedelta_and_publishes_a_past_start_at_once(broker_settings):
     before = timezone.now()
-    soon = fusion_jobs.enqueue_at(timedelta(hours=2), "t-record", label="in two hours")
-    run = JobRun.objects.get(pk=soon.run_id)
-    assert timedelta(hours=2) <= run.next_attempt_at - before < timedelta(hours=2, seconds=5)
-    past = fusion_jobs.enqueue_at(timezone.now() - timedelta(minutes=1), "t-record", label="late")
-    assert published == [past.run_id]  # a start time already passed: published like enqueue()
+    with use_backend(StubBackend()) as stub:
+        soon = fusion_jobs.enqueue_at(timedelta(hours=2), "t-record", label="in two hours")
+        run = JobRun.objects.get(pk=soon.run_id)
+        assert timedelta(hours=2) <= run.next_attempt_at - before < timedelta(hours=2, seconds=5)
+        past = fusion_jobs.enqueue_at(timezone.now() - timedelta(minutes=1), "t-record", label="late")
+    # a start time already passed: published like enqueue()
+    assert [m.run_id for m in stub.messages] == [past.run_id]
 
 
 def test_enqueue_at_refuses_naive_datetimes_and_other_types(broker_settings):
@@ -284,9 +288,9 @@ def delayed_message(run_id: str, eta: Any, **kwargs: Any) -> MessageProxy:
     return MessageProxy(message)
 
 
-def test_a_delayed_message_parks_its_waiting_run_and_a_stale_one_is_dropped(broker_settings, monkeypatch):
-    monkeypatch.setattr(broker_backend, "publish", lambda *a, **kw: None)
-    waiting = fusion_jobs.enqueue("t-record", label="waiting")  # queued, published
+def test_a_delayed_message_parks_its_waiting_run_and_a_stale_one_is_dropped(broker_settings):
+    with use_backend(StubBackend()):
+        waiting = fusion_jobs.enqueue("t-record", label="waiting")  # queued, published
     eta = int((time.time() + 3600) * 1000)
     assert park_delayed_message(delayed_message(waiting.run_id, eta)) is True
     run = JobRun.objects.get(pk=waiting.run_id)
