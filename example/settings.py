@@ -12,45 +12,33 @@ to start without ``DJANGO_SECRET_KEY`` (``example/wsgi.py``). Production setting
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dj_database_url
 
+from example import env
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-
-def env_flag(name: str, default: bool) -> bool:
-    """``1/true/yes/on`` (any case) is on, anything else set is off."""
-    value = os.environ.get(name)
-    return default if value is None or value == "" else value.strip().lower() in ("1", "true", "yes", "on")
-
-
-DEBUG = env_flag("DJANGO_DEBUG", False)
+DEBUG = env.flag("DJANGO_DEBUG", False)
 #: Used only with DEBUG on (local development). With DEBUG off, an unset DJANGO_SECRET_KEY leaves
 #: SECRET_KEY empty: Django then refuses anything that signs, and example/wsgi.py refuses to serve.
 DEV_SECRET_KEY = "insecure-development-only-key-never-used-with-debug-off"
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "") or (DEV_SECRET_KEY if DEBUG else "")
-ALLOWED_HOSTS = [
-    h.strip()
-    for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",")
-    if h.strip()
-]
-CSRF_TRUSTED_ORIGINS = [
-    o.strip() for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
-]
+SECRET_KEY = env.text("DJANGO_SECRET_KEY") or (DEV_SECRET_KEY if DEBUG else "")
+ALLOWED_HOSTS = env.names("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = env.names("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 # HTTPS: on by default with DEBUG off (behind a TLS proxy, set DJANGO_SECURE_PROXY_SSL_HEADER=1 so a request
 # that came in over HTTPS is not redirected again). DJANGO_HTTPS=0 is for plain HTTP on localhost only (the
 # compose file's default), and then check --deploy rightly warns about the cookies.
-HTTPS = env_flag("DJANGO_HTTPS", not DEBUG)
+HTTPS = env.flag("DJANGO_HTTPS", not DEBUG)
 SECURE_SSL_REDIRECT = HTTPS
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
-SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "31536000")) if HTTPS else 0
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env_flag("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
-SECURE_HSTS_PRELOAD = env_flag("DJANGO_HSTS_PRELOAD", False)
-if env_flag("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+SECURE_HSTS_SECONDS = env.integer("DJANGO_HSTS_SECONDS", 31536000) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.flag("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env.flag("DJANGO_HSTS_PRELOAD", False)
+if env.flag("DJANGO_SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Submitting a domain to the browsers' HSTS preload list is a decision per domain: opt in with
 # DJANGO_HSTS_PRELOAD=1; until then check --deploy's reminder about it is silenced.
@@ -109,9 +97,9 @@ TEMPLATES = [
 WSGI_APPLICATION = "example.wsgi.application"
 
 DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")),
+    "default": dj_database_url.parse(
+        env.text("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=env.integer("DB_CONN_MAX_AGE", 60),
         conn_health_checks=True,
     )
 }
@@ -130,61 +118,61 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+STATIC_ROOT = Path(env.text("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 if STATIC_ROOT.is_dir():
     # Collected (the image runs collectstatic): gunicorn serves them through WhiteNoise. Without DEBUG,
     # runserver serves none: run collectstatic first, or DJANGO_DEBUG=1 for local development.
     MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 STATICFILES_DIRS = [BASE_DIR / "example" / "static"]
 MEDIA_URL = "media/"
-MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
+MEDIA_ROOT = Path(env.text("MEDIA_ROOT", str(BASE_DIR / "media")))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "login"  # not the admin's: it turns away users who are not staff
 LOGIN_REDIRECT_URL = LOGOUT_REDIRECT_URL = "home"
 
 # fusion-jobs: empty broker URL means jobs run inline (read from the environment).
-FUSION_JOBS_BROKER_URL = os.environ.get("FUSION_JOBS_BROKER_URL", "")
+FUSION_JOBS_BROKER_URL = env.text("FUSION_JOBS_BROKER_URL")
 # runcrons calls these at start-up to declare the crons (the agent's six).
 FUSION_JOBS_CRON_REGISTRARS = ["example.agent.crons.register_agent_cron"]
 
 # Mail, degrading gracefully: SMTP_HOST set means the agent's outbox is sent through SMTP;
 # unset means messages are logged and held (status "held"), never sent and never lost.
-SMTP_HOST = os.environ.get("SMTP_HOST", "")
+SMTP_HOST = env.text("SMTP_HOST")
 if SMTP_HOST:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     EMAIL_HOST = SMTP_HOST
-    EMAIL_PORT = int(os.environ.get("SMTP_PORT", "587"))
-    EMAIL_HOST_USER = os.environ.get("SMTP_USER", "")
-    EMAIL_HOST_PASSWORD = os.environ.get("SMTP_PASSWORD", "")
-    EMAIL_USE_TLS = os.environ.get("SMTP_USE_TLS", "1").lower() in ("1", "true", "yes", "on")
+    EMAIL_PORT = env.integer("SMTP_PORT", 587)
+    EMAIL_HOST_USER = env.text("SMTP_USER")
+    EMAIL_HOST_PASSWORD = env.text("SMTP_PASSWORD")
+    EMAIL_USE_TLS = env.flag("SMTP_USE_TLS", True)
     EMAIL_TIMEOUT = 10
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
-DEFAULT_FROM_EMAIL = os.environ.get("SMTP_FROM", "fusion-jobs agent <agent@localhost>")
+DEFAULT_FROM_EMAIL = env.text("SMTP_FROM", "fusion-jobs agent <agent@localhost>")
 AGENT_FROM_EMAIL = DEFAULT_FROM_EMAIL
 
 # The proactive agent: retention windows (days) and batch sizes; see example/agent/conf.py for the rest.
-AGENT_RETENTION_TICK_DAYS = int(os.environ.get("AGENT_RETENTION_TICK_DAYS", "7"))
-AGENT_RETENTION_SENT_MESSAGE_DAYS = int(os.environ.get("AGENT_RETENTION_SENT_MESSAGE_DAYS", "30"))
-AGENT_RETENTION_DEAD_MESSAGE_DAYS = int(os.environ.get("AGENT_RETENTION_DEAD_MESSAGE_DAYS", "90"))
-AGENT_RETENTION_MEMORY_DAYS = int(os.environ.get("AGENT_RETENTION_MEMORY_DAYS", "180"))
+AGENT_RETENTION_TICK_DAYS = env.integer("AGENT_RETENTION_TICK_DAYS", 7)
+AGENT_RETENTION_SENT_MESSAGE_DAYS = env.integer("AGENT_RETENTION_SENT_MESSAGE_DAYS", 30)
+AGENT_RETENTION_DEAD_MESSAGE_DAYS = env.integer("AGENT_RETENTION_DEAD_MESSAGE_DAYS", 90)
+AGENT_RETENTION_MEMORY_DAYS = env.integer("AGENT_RETENTION_MEMORY_DAYS", 180)
 AGENT_RETENTION_BATCH = 500
 
 # Documents demo (/documents/): "auto" embeds with WordLlama (offline, in its wheel), else hashing; "minilm"
 # is the opt-in real model. The whole job must fit the embed budget, which sits under its 600 s cap.
-DOCUMENTS_EMBEDDER = os.environ.get("DOCUMENTS_EMBEDDER", "auto")
-DOCUMENTS_EMBED_BUDGET_SECONDS = float(os.environ.get("DOCUMENTS_EMBED_BUDGET_SECONDS", "540"))
-DOCUMENTS_MAX_UPLOAD_BYTES = int(os.environ.get("DOCUMENTS_MAX_UPLOAD_BYTES", str(50 * 1024 * 1024)))
+DOCUMENTS_EMBEDDER = env.text("DOCUMENTS_EMBEDDER", "auto")
+DOCUMENTS_EMBED_BUDGET_SECONDS = env.number("DOCUMENTS_EMBED_BUDGET_SECONDS", 540)
+DOCUMENTS_MAX_UPLOAD_BYTES = env.integer("DOCUMENTS_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
 # The million-page PDF: refused at upload (the probe counts pages without reading them) and by the job.
-DOCUMENTS_MAX_PAGES = int(os.environ.get("DOCUMENTS_MAX_PAGES", "5000"))
+DOCUMENTS_MAX_PAGES = env.integer("DOCUMENTS_MAX_PAGES", 5000)
 # Inline (no broker), the job runs inside the upload's request: a tight budget, and long PDFs need a worker.
-DOCUMENTS_INLINE_BUDGET_SECONDS = float(os.environ.get("DOCUMENTS_INLINE_BUDGET_SECONDS", "60"))
-DOCUMENTS_INLINE_MAX_PAGES = int(os.environ.get("DOCUMENTS_INLINE_MAX_PAGES", "1000"))
+DOCUMENTS_INLINE_BUDGET_SECONDS = env.number("DOCUMENTS_INLINE_BUDGET_SECONDS", 60)
+DOCUMENTS_INLINE_MAX_PAGES = env.integer("DOCUMENTS_INLINE_MAX_PAGES", 1000)
 # Per-user rate limits ("count/seconds") on the two actions that start work; see example/core/ratelimit.py.
-DOCUMENTS_UPLOAD_RATE_LIMIT = os.environ.get("DOCUMENTS_UPLOAD_RATE_LIMIT", "20/3600")
-SANDBOX_ENQUEUE_RATE_LIMIT = os.environ.get("SANDBOX_ENQUEUE_RATE_LIMIT", "10/60")
+DOCUMENTS_UPLOAD_RATE_LIMIT = env.text("DOCUMENTS_UPLOAD_RATE_LIMIT", "20/3600")
+SANDBOX_ENQUEUE_RATE_LIMIT = env.text("SANDBOX_ENQUEUE_RATE_LIMIT", "10/60")
 # Runs that waited this long on a queue no live worker consumes are named on the sandbox and documents pages.
-SANDBOX_NO_WORKER_AFTER_SECONDS = int(os.environ.get("SANDBOX_NO_WORKER_AFTER_SECONDS", "60"))
+SANDBOX_NO_WORKER_AFTER_SECONDS = env.integer("SANDBOX_NO_WORKER_AFTER_SECONDS", 60)
 # Request size: an oversized upload is refused from its Content-Length, before the body is read
 # (example/documents/uploads.py); other request bodies stay under Django's 2.5 MB default.
 FILE_UPLOAD_HANDLERS = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from datetime import timedelta
@@ -216,8 +217,6 @@ def to_json_result(value: Any, max_bytes: int) -> Any:
 
 def positive_int(text: str) -> int:
     """argparse type for counts (processes, threads, prefetch): an error that names the value."""
-    import argparse
-
     try:
         value = int(text)
     except ValueError:

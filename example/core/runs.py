@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fusion_jobs.models import JobRun, RunStatus
+from fusion_jobs.models import GATE_BROKER, GATE_EAGER, JobRun, RunStatus
 from fusion_jobs.workers import unconsumed_warnings
 
 #: The one word for each jobs mode on the pages (``get_jobs_status()["mode"]`` stays "broker"/"eager").
-MODE_WORDS = {"broker": "broker", "eager": "inline"}
+MODE_WORDS = {GATE_BROKER: "broker", GATE_EAGER: "inline"}
 
 
 def mode_word(status: dict[str, Any]) -> str:
-    return "broker" if status.get("enabled") else MODE_WORDS.get(str(status.get("mode")), "inline")
+    mode = GATE_BROKER if status.get("enabled") else str(status.get("mode"))
+    return MODE_WORDS.get(mode, MODE_WORDS[GATE_EAGER])
 
 
 def document_failed(run: JobRun) -> bool:

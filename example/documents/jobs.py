@@ -13,6 +13,7 @@ import logging
 from django.utils import timezone
 
 import fusion_jobs
+from fusion_jobs.models import HANDLE_INLINE
 
 from .models import Document, DocumentStatus
 from .processing import process_document
@@ -41,7 +42,7 @@ def kick_processing(document_id: int) -> str:
         logger.warning("document %s: %s; processing it inline instead", document_id, exc)
         process_document(document_id)
         return INLINE
-    if handle.mode == "inline":  # the publish failed and enqueue() already ran it here
+    if handle.mode == HANDLE_INLINE:  # the publish failed and enqueue() already ran it here
         return INLINE
     # So the page can show the queued run (and link to it) before a worker picks it up. Ownership is
     # decided later anyway: whichever run starts last owns the document (see processing.py).

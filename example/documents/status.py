@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from fusion_jobs.models import JobRun, RunStatus
+from fusion_jobs.models import JobRun, RunMode, RunStatus
 
 from .models import Document, DocumentStatus
 
@@ -56,7 +56,7 @@ def progress(document: Document, run: JobRun | None) -> dict[str, Any]:
     if run is None:
         return {"label": "Waiting to start", "percent": 0.0, "stage": "", "done": None, "total": None}
     if run.status == RunStatus.QUEUED:
-        label = "Waiting for a worker" if run.mode == "worker" else "Starting"
+        label = "Waiting for a worker" if run.mode == RunMode.WORKER else "Starting"
         return {"label": label, "percent": 0.0, "stage": "", "done": None, "total": None}
     if run.status == RunStatus.RETRYING:
         return {"label": "Retrying after an error", "percent": 0.0, "stage": "", "done": None, "total": None}

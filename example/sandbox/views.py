@@ -32,7 +32,7 @@ from example.core.ratelimit import Rate, hit
 from example.core.runs import mode_word, no_worker_notice, run_state
 from example.core.tasks import django_hello
 from example.documents.models import Document
-from fusion_jobs.models import CronSchedule, JobRun
+from fusion_jobs.models import HANDLE_INLINE, HANDLE_QUEUED, CronSchedule, JobRun
 from fusion_jobs.registry import get_task
 
 from .models import SandboxRun
@@ -210,7 +210,7 @@ def enqueue_demo(request: HttpRequest) -> HttpResponse:
         if task_name == django_hello.module_path:
             # Django's Tasks framework: .enqueue() goes through fusion-jobs' backend, same JobRun.
             result = django_hello.enqueue(**DEMO_JOBS[task_name])
-            mode = "queued" if fusion_jobs.is_jobs_enabled() else "inline"
+            mode = HANDLE_QUEUED if fusion_jobs.is_jobs_enabled() else HANDLE_INLINE
             handle = fusion_jobs.RunHandle(run_id=result.id, mode=mode, task_name=task_name)
         else:
             handle = fusion_jobs.enqueue(task_name, **DEMO_JOBS[task_name])

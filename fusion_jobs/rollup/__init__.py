@@ -12,9 +12,9 @@ row lock on :class:`~fusion_jobs.models.RollupState`) and sums them into the 15-
 buckets, so running it twice, or after a writer retried a batch, gives the same rows: it counts
 runs, never events. It recomputes the last :data:`LAG` before its watermark each time, which takes
 in runs whose end was written late. Rows older than ``FUSION_JOBS_RUN_RETENTION_DAYS`` are deleted
-with it, like the runs they summarise. ``runcrons`` runs it every minute (``fusion-jobs-rollup``);
-the dashboard reads stored buckets up to the watermark and the runs after it, so it is exact even
-when the cron is late or off (only slower).
+with it, like the runs they summarise. ``runcrons`` runs it every five minutes
+(``fusion-jobs-rollup``, ``FUSION_JOBS_CRON_ROLLUP``); the dashboard reads stored buckets up to the
+watermark and the runs after it, so it is exact even when the cron is late or off (only slower).
 """
 
 from .cells import OUTCOMES, Cell, Cells, Dist, bin_bounds, floor_time, hist_bin

@@ -6,10 +6,10 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from ..models import EXECUTED_STATUSES, FAILED_STATUSES
+from ..models import EXECUTED_STATUSES, FAILED_STATUSES, TERMINAL_STATUSES, RunStatus
 
-#: The ended statuses a bucket counts, in the order of ``RunRollup``'s count columns.
-OUTCOMES = ("succeeded", "failed", "timed_out", "cancelled", "skipped")
+#: The ended statuses a bucket counts (one ``RunRollup`` column each), in ``RunStatus`` order.
+OUTCOMES: tuple[str, ...] = tuple(status.value for status in RunStatus if status in TERMINAL_STATUSES)
 #: Histogram bins: bin 0 is [0, 1 ms); bin k >= 1 is [1 ms * F**(k-1), 1 ms * F**k); the last is open.
 HIST_BASE = 0.001
 HIST_FACTOR = 2**0.25

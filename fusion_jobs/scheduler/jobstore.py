@@ -156,9 +156,6 @@ class DjangoJobStore(BaseJobStore):
 
     # -- BaseJobStore ----------------------------------------------------------------------
 
-    def start(self, scheduler: Any, alias: str) -> None:
-        super().start(scheduler, alias)
-
     def lookup_job(self, job_id: str) -> Job | None:
         schedule = self._rows().filter(name=job_id).first()
         return self._job(schedule) if schedule is not None else None
