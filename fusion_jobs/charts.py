@@ -2,8 +2,8 @@
 
 Each chart is an ``<svg role="img">`` with a ``<title>`` and ``<desc>``, labelled axes, and one
 ``<title>`` tooltip per bar or point giving its exact numbers; the dashboard also shows the same
-numbers in a table. All markup goes through ``format_html``/``format_html_join``, so a task name
-like ``<script>`` is text in the chart, never markup.
+numbers in a table. All markup goes through ``format_html``/``format_html_join`` or the frame's
+auto-escaping template, so a task name like ``<script>`` is text in the chart, never markup.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from django.template.loader import render_to_string
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -19,6 +20,7 @@ WIDTH, HEIGHT = 500, 230
 LEFT, RIGHT, TOP, BOTTOM = 58, 10, 22, 44
 PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 X_LABELS = 6
+FRAME_TEMPLATE = "admin/fusion_jobs/chart.html"
 
 
 @dataclass
@@ -107,36 +109,33 @@ def _frame(
         '<text class="fj-tick" x="{}" y="13">{}</text></g>',
         ((LEFT + 8 + i * 135, s.colour, LEFT + 22 + i * 135, s.name) for i, s in enumerate(legend)),
     )
-    return format_html(
-        '<svg class="fj-chart" id="{id}" viewBox="0 0 {w} {h}" role="img" aria-labelledby="{id}-t {id}-d" '
-        'xmlns="http://www.w3.org/2000/svg">'
-        '<title id="{id}-t">{title}</title><desc id="{id}-d">{desc}</desc>'
-        "{ticks}{x_ticks}"
-        '<line class="fj-axis" x1="{l}" x2="{r}" y1="{b}" y2="{b}"/>'
-        '<line class="fj-axis" x1="{l}" x2="{l}" y1="{t}" y2="{b}"/>'
-        "{body}{keys}"
-        '<text class="fj-axis-label" x="{xc}" y="{h2}" text-anchor="middle">{x_label}</text>'
-        '<text class="fj-axis-label" transform="translate(14 {yc}) rotate(-90)" text-anchor="middle">{y_label}</text>'
-        "</svg>",
-        id=chart_id,
-        w=WIDTH,
-        h=HEIGHT,
-        title=title,
-        desc=description,
-        ticks=ticks,
-        x_ticks=x_ticks,
-        l=LEFT,
-        r=LEFT + PLOT_W,
-        t=TOP,
-        b=TOP + PLOT_H,
-        body=body,
-        keys=keys,
-        xc=LEFT + PLOT_W / 2,
-        h2=HEIGHT - 6,
-        x_label=x_label,
-        yc=TOP + PLOT_H / 2,
-        y_label=y_label,
-    )
+    # The frame is a template (admin/fusion_jobs/chart.html); every number is formatted here.
+    context = {
+        "id": chart_id,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "title": title,
+        "description": description,
+        "y_ticks": ticks,
+        "x_ticks": x_ticks,
+        "left": LEFT,
+        "right": LEFT + PLOT_W,
+        "top": TOP,
+        "bottom": TOP + PLOT_H,
+        "body": body,
+        "keys": keys,
+        "x_centre": LEFT + PLOT_W / 2,
+        "x_label_y": HEIGHT - 6,
+        "x_label": x_label,
+        "y_centre": TOP + PLOT_H / 2,
+        "y_label": y_label,
+    }
+    return render_to_string(FRAME_TEMPLATE, {k: _text(v) for k, v in context.items()})
+
+
+def _text(value: object) -> object:
+    """Numbers as Python prints them (``274.0``), never localised; markup and text as they are."""
+    return str(value) if isinstance(value, int | float) else value
 
 
 def stacked_bars(
