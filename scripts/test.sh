@@ -52,7 +52,7 @@ prepared=$([ "$(cat "$PGB_DIR/prepared_statements")" = on ] && echo 1 || echo 0)
 # --reuse-db: Django's DROP DATABASE at the end would find PgBouncer's pooled server connections.
 PGPORT=$PGB_PORT FUSION_JOBS_TEST_DB=$PGB_DB FUSION_JOBS_TEST_PGBOUNCER_PORT=$PGB_PORT \
   FUSION_JOBS_PREPARED_STATEMENTS=$prepared .venv/bin/python -m pytest --reuse-db tests/system/test_pgbouncer.py \
-  tests/system/faults tests/integration/test_relay.py tests/integration/test_admin.py tests/system/test_runcrons.py \
+  tests/system/faults tests/integration/test_relay.py tests/integration/admin/test_runs.py tests/system/test_runcrons.py \
   tests/integration/scheduler/test_overlap.py tests/integration/middleware/test_lifecycle.py \
   --ignore=tests/system/faults/test_outages.py
 scripts/pgbouncer.sh stop "$PGB_DIR"
