@@ -65,7 +65,7 @@ def apply_batch(ops: list[Op], *, now: datetime | None = None, durable: bool = T
     with transaction.atomic(using=alias):
         if only_starts and connection.vendor == "postgresql" and not nested:
             # Only outcomes (written before the ack) need to wait for the disk.
-            sql.commit_asynchronously(connection)
+            sql.make_transaction_not_durable(connection)
         apply_locked(ops, alias, now)
 
 

@@ -36,7 +36,7 @@ def mark_published(run_id: str) -> None:
     now = timezone.now()
     try:
         if sql.alone(connection):
-            sql.mark_published_asynchronously(connection, run_id, now)
+            sql.mark_published_not_durable(connection, run_id, now)
         else:
             JobRun.objects.using(alias).filter(pk=run_id, published_at__isnull=True).update(published_at=now)
     except DatabaseError as exc:

@@ -367,7 +367,7 @@ def start_and_end_runs(
     }
 
 
-def commit_asynchronously(connection: BaseDatabaseWrapper) -> None:
+def make_transaction_not_durable(connection: BaseDatabaseWrapper) -> None:
     """``SET LOCAL synchronous_commit TO OFF``: the current transaction's commit won't wait for the disk.
 
     Only in a transaction of our own: in a caller's it would make that transaction's commit
@@ -377,7 +377,7 @@ def commit_asynchronously(connection: BaseDatabaseWrapper) -> None:
         cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
-def mark_published_asynchronously(connection: BaseDatabaseWrapper, run_id: str, now: datetime) -> None:
+def mark_published_not_durable(connection: BaseDatabaseWrapper, run_id: str, now: datetime) -> None:
     """Set ``published_at`` if unset, in a statement of its own whose commit doesn't wait for the disk.
 
     ``SKIP LOCKED``: a row locked now is a worker starting the run (its message arrives before

@@ -19,7 +19,7 @@ from fusion_jobs.middleware.lifecycle import backoff_seconds
 from fusion_jobs.models import JobRun
 from fusion_jobs.registry import get_task
 from tests.conftest import BROKER_URL, WorkerProcess, wait_for
-from tests.integration.test_recording import Trail, recorded_statuses
+from tests.integration.recording.test_sequences import Trail, recorded_statuses
 from tests.testapp.models import Marker
 
 
