@@ -34,7 +34,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from .utils import positive_int
+from .utils import pid_alive, positive_int
 from .worker_process import SUPERVISOR_ENV
 
 #: Worker processes read it at start-up (Dramatiq's own variable; see fusion_jobs.worker_process).
@@ -57,16 +57,6 @@ def counts(options: dict[str, Any]) -> tuple[int | None, int | None]:
     return _count("--processes", options.get("processes")), _count("--threads", options.get("threads"))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _claim_pid_file(path: Path) -> None:
     try:
         existing = int(path.read_text().strip() or 0)
@@ -74,7 +64,7 @@ def _claim_pid_file(path: Path) -> None:
         existing = 0
     except (OSError, ValueError):
         existing = 0  # unreadable or not a pid: overwritten
-    if existing and existing != os.getpid() and _pid_alive(existing):
+    if existing and existing != os.getpid() and pid_alive(existing):
         raise CommandError(f"--pid-file {path}: process {existing} is running with this pid file")
     path.write_text(f"{os.getpid()}\n")
 

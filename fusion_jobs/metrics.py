@@ -32,6 +32,8 @@ except ImportError:  # the ``metrics`` extra is not installed
     prometheus_client = None  # type: ignore[assignment]
     multiprocess = None  # type: ignore[assignment]
 
+from .utils import pid_alive
+
 logger = logging.getLogger("fusion_jobs.metrics")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -221,16 +223,6 @@ class Exporter:
 _LIVE_FILE = re.compile(r"gauge_live\w+_(\d+)\.db\Z")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class _LiveProcessesCollector:
     """prometheus_client's multiprocess collector that first forgets dead processes' live gauges.
 
@@ -246,7 +238,7 @@ class _LiveProcessesCollector:
     def collect(self) -> Any:
         for name in os.listdir(self.directory):
             found = _LIVE_FILE.match(name)
-            if found and not _pid_alive(int(found.group(1))):
+            if found and not pid_alive(int(found.group(1))):
                 with contextlib.suppress(OSError):
                     multiprocess.mark_process_dead(int(found.group(1)), self.directory)
         return self.inner.collect()
