@@ -12,8 +12,12 @@ echo "test: mypy"
 .venv/bin/mypy fusion_jobs example
 echo "test: migrations"
 .venv/bin/python manage.py makemigrations --check --dry-run
+# Two runs, two settings: the library's tests (tests.settings, no example app loaded), then the
+# example's tests on the example's settings. Arguments are pytest options for both runs.
 echo "test: pytest"
 .venv/bin/python -m pytest "$@"
+echo "test: pytest, the example's tests"
+.venv/bin/python -m pytest --ds=tests.example.settings tests/example "$@"
 # Second pass: the same suite on Django 6.1 (django.tasks built in; Python 3.12). Lint and types once.
 echo "test: pytest on Django 6.1"
 status=0
@@ -24,6 +28,7 @@ elif [ "$status" != 0 ]; then
   exit "$status"
 else
   .venv-django61/bin/python -m pytest --ignore=tests/system/test_multi_host.py "$@"
+  .venv-django61/bin/python -m pytest --ds=tests.example.settings tests/example "$@"
 fi
 # Third pass: the broker path once more on quorum queues, in a vhost of its own (a queue's type
 # is fixed when it is created: the first pass's classic queues would be refused).

@@ -2,6 +2,10 @@
 
 Broker tests talk to RabbitMQ and PostgreSQL on loopback. Under ``CI=true`` a missing service
 fails the run; elsewhere those tests are skipped with the reason.
+
+Two settings, two runs: the library's tests on ``tests.settings`` (no example app loaded) and
+``tests/example`` on the example's (``pytest --ds=tests.example.settings tests/example``); each
+run leaves the other's tests out, and naming the other's tests is an error.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -34,21 +39,57 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+def _broker_address() -> tuple[str, int]:
+    parts = urlsplit(BROKER_URL)
+    return parts.hostname or "127.0.0.1", parts.port or 5672
+
+
 def rabbitmq_available() -> bool:
-    return _port_open("127.0.0.1", 5672)
+    return _port_open(*_broker_address())
+
+
+EXAMPLE_TESTS = Path(__file__).resolve().parent / "example"
+EXAMPLE_SETTINGS = "tests.example.settings"
+
+
+def _example_run() -> bool:
+    """pytest-django has put the settings module of this run (``--ds``, the ini) in the environment."""
+    return os.environ.get("DJANGO_SETTINGS_MODULE") == EXAMPLE_SETTINGS
+
+
+def _in_example(path: Path) -> bool:
+    return path == EXAMPLE_TESTS or EXAMPLE_TESTS in path.parents
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    example_run = _example_run()
+    for arg in config.args:
+        path = Path(arg.split("::")[0]).resolve()
+        if path.exists() and path not in EXAMPLE_TESTS.parents and _in_example(path) != example_run:
+            raise pytest.UsageError(
+                f"{arg}: tests/example runs on the example's settings and nothing else does: "
+                "pytest --ds=tests.example.settings tests/example (and the rest without --ds)."
+            )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    path = collection_path.resolve()
+    if path in EXAMPLE_TESTS.parents:
+        return None
+    return True if _in_example(path) != _example_run() else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if rabbitmq_available():
+    broker_items = [item for item in items if "broker" in item.keywords]
+    if not broker_items or rabbitmq_available():
         return
+    host, port = _broker_address()
+    where = f"{host}:{port}"
     if IN_CI:
-        raise pytest.UsageError(
-            "RabbitMQ is not reachable on 127.0.0.1:5672 and CI=true: start it (.ci/run does)."
-        )
-    skip = pytest.mark.skip(reason="RabbitMQ not reachable on 127.0.0.1:5672")
-    for item in items:
-        if "broker" in item.keywords:
-            item.add_marker(skip)
+        raise pytest.UsageError(f"RabbitMQ is not reachable on {where} and CI=true: start it (.ci/run does).")
+    skip = pytest.mark.skip(reason=f"RabbitMQ not reachable on {where}")
+    for item in broker_items:
+        item.add_marker(skip)
 
 
 def wait_for(
@@ -114,7 +155,8 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         env = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            # The settings of this run: the library's, or the example's for tests/example.
+            "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "tests.settings"),
             "FUSION_JOBS_TEST_DB": self.db_name,
             "FUSION_JOBS_WORKER_BROKER_URL": BROKER_URL,
             "PYTHONUNBUFFERED": "1",

@@ -28,7 +28,7 @@ SIX = {
 def env(db: str) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FUSION_JOBS_")}
     clean.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
+        DJANGO_SETTINGS_MODULE="tests.example.settings",
         FUSION_JOBS_TEST_DB=db,
         FUSION_JOBS_WORKER_BROKER_URL=BROKER_URL,
         PYTHONUNBUFFERED="1",

@@ -183,14 +183,16 @@ def test_a_failing_registrar_is_reported_and_blocks_orphan_marking(settings):
 
 
 def test_a_registrar_listed_twice_runs_once(settings):
+    cron_registrars.calls.clear()
     settings.FUSION_JOBS_CRON_REGISTRARS = [
-        "example.agent.crons.register_agent_cron",
-        "example.agent.crons.register_agent_cron",
+        "tests.support.cron_registrars.register_only_a",
+        "tests.support.cron_registrars.register_only_a",
     ]
     result = load_declarations()
     assert result.errors == []
-    assert result.sources == [MAINTENANCE_REGISTRAR, "example.agent.crons.register_agent_cron"]
-    assert CronSchedule.objects.exclude(name__in=MAINTENANCE).count() == 6
+    assert result.sources == [MAINTENANCE_REGISTRAR, "tests.support.cron_registrars.register_only_a"]
+    assert cron_registrars.calls == ["only-a"]
+    assert list(CronSchedule.objects.values_list("name", flat=True)) == [*MAINTENANCE, "t-cron-a"]
 
 
 def test_settings_registrars_are_called_in_order(settings):
