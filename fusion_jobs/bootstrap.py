@@ -1,6 +1,7 @@
 """Imported by each Dramatiq worker process: set up Django, then build the broker with every task.
 
-Not for import anywhere else: it calls ``django.setup()``.
+Not for import anywhere else: it calls ``django.setup()``. The settings are the project's: the
+worker inherits ``DJANGO_SETTINGS_MODULE`` from the ``manage.py rundramatiq`` that started it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import os
 
 import django
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example.settings")
 django.setup()
 
 from fusion_jobs.backends.broker import get_broker  # noqa: E402

@@ -7,7 +7,6 @@ processes (a scheduler, a metrics exporter). The process sets up Django first an
 
 from __future__ import annotations
 
-import os
 import sys
 
 from fusion_jobs.worker_process import die_with_supervisor
@@ -18,7 +17,8 @@ def main(argv: list[str]) -> int:
         print("usage: python -m fusion_jobs.fork_function dotted.path.to.function", file=sys.stderr)
         return 2
     die_with_supervisor()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example.settings")
+    # lazy: Django is set up only once the process dies with its supervisor (the settings are the
+    # project's DJANGO_SETTINGS_MODULE, inherited from rundramatiq).
     import django
     from django.utils.module_loading import import_string
 

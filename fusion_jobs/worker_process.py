@@ -111,7 +111,6 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, on_signal)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example.settings")
     try:  # after the parent-death signal is set: django.setup() and the task modules can be slow
         import dramatiq
         import pika
