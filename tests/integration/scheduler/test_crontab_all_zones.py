@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from cronsim import CronSim
 
 from fusion_jobs.scheduler.crontab import ZonedCron
-from tests.unit.scheduler.test_crontab_differential import oracle_day
+from tests.integration.scheduler.test_crontab_differential import oracle_day
 
 SEED = 1883  # the year North American railways adopted standard time
 EXPRESSIONS = ("0 0 * * *", "30 2 * * *", "0 * * * *", "*/20 0-3 * * *", "45 23 * * *", "0 0 1 * *")
