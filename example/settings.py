@@ -17,6 +17,7 @@ from pathlib import Path
 import dj_database_url
 
 from example import env
+from example.core.conf import DEFAULTS, from_environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -137,7 +138,7 @@ FUSION_JOBS_CRON_REGISTRARS = ["example.agent.crons.register_agent_cron"]
 
 # Mail, degrading gracefully: SMTP_HOST set means the agent's outbox is sent through SMTP;
 # unset means messages are logged and held (status "held"), never sent and never lost.
-SMTP_HOST = env.text("SMTP_HOST")
+SMTP_HOST = from_environment("SMTP_HOST")
 if SMTP_HOST:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     EMAIL_HOST = SMTP_HOST
@@ -148,31 +149,23 @@ if SMTP_HOST:
     EMAIL_TIMEOUT = 10
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
-DEFAULT_FROM_EMAIL = env.text("SMTP_FROM", "fusion-jobs agent <agent@localhost>")
+DEFAULT_FROM_EMAIL = env.text("SMTP_FROM", DEFAULTS["AGENT_FROM_EMAIL"])
 AGENT_FROM_EMAIL = DEFAULT_FROM_EMAIL
 
-# The proactive agent: retention windows (days) and batch sizes; see example/agent/conf.py for the rest.
-AGENT_RETENTION_TICK_DAYS = env.integer("AGENT_RETENTION_TICK_DAYS", 7)
-AGENT_RETENTION_SENT_MESSAGE_DAYS = env.integer("AGENT_RETENTION_SENT_MESSAGE_DAYS", 30)
-AGENT_RETENTION_DEAD_MESSAGE_DAYS = env.integer("AGENT_RETENTION_DEAD_MESSAGE_DAYS", 90)
-AGENT_RETENTION_MEMORY_DAYS = env.integer("AGENT_RETENTION_MEMORY_DAYS", 180)
-AGENT_RETENTION_BATCH = 500
-
-# Documents demo (/documents/): "auto" embeds with WordLlama (offline, in its wheel), else hashing; "minilm"
-# is the opt-in real model. The whole job must fit the embed budget, which sits under its 600 s cap.
-DOCUMENTS_EMBEDDER = env.text("DOCUMENTS_EMBEDDER", "auto")
-DOCUMENTS_EMBED_BUDGET_SECONDS = env.number("DOCUMENTS_EMBED_BUDGET_SECONDS", 540)
-DOCUMENTS_MAX_UPLOAD_BYTES = env.integer("DOCUMENTS_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
-# The million-page PDF: refused at upload (the probe counts pages without reading them) and by the job.
-DOCUMENTS_MAX_PAGES = env.integer("DOCUMENTS_MAX_PAGES", 5000)
-# Inline (no broker), the job runs inside the upload's request: a tight budget, and long PDFs need a worker.
-DOCUMENTS_INLINE_BUDGET_SECONDS = env.number("DOCUMENTS_INLINE_BUDGET_SECONDS", 60)
-DOCUMENTS_INLINE_MAX_PAGES = env.integer("DOCUMENTS_INLINE_MAX_PAGES", 1000)
-# Per-user rate limits ("count/seconds") on the two actions that start work; see example/core/ratelimit.py.
-DOCUMENTS_UPLOAD_RATE_LIMIT = env.text("DOCUMENTS_UPLOAD_RATE_LIMIT", "20/3600")
-SANDBOX_ENQUEUE_RATE_LIMIT = env.text("SANDBOX_ENQUEUE_RATE_LIMIT", "10/60")
-# Runs that waited this long on a queue no live worker consumes are named on the sandbox and documents pages.
-SANDBOX_NO_WORKER_AFTER_SECONDS = env.integer("SANDBOX_NO_WORKER_AFTER_SECONDS", 60)
+# The apps' own settings (defaults and what each means: example/core/conf.py).
+AGENT_RETENTION_TICK_DAYS = from_environment("AGENT_RETENTION_TICK_DAYS")
+AGENT_RETENTION_SENT_MESSAGE_DAYS = from_environment("AGENT_RETENTION_SENT_MESSAGE_DAYS")
+AGENT_RETENTION_DEAD_MESSAGE_DAYS = from_environment("AGENT_RETENTION_DEAD_MESSAGE_DAYS")
+AGENT_RETENTION_MEMORY_DAYS = from_environment("AGENT_RETENTION_MEMORY_DAYS")
+DOCUMENTS_EMBEDDER = from_environment("DOCUMENTS_EMBEDDER")
+DOCUMENTS_EMBED_BUDGET_SECONDS = from_environment("DOCUMENTS_EMBED_BUDGET_SECONDS")
+DOCUMENTS_MAX_UPLOAD_BYTES = from_environment("DOCUMENTS_MAX_UPLOAD_BYTES")
+DOCUMENTS_MAX_PAGES = from_environment("DOCUMENTS_MAX_PAGES")
+DOCUMENTS_INLINE_BUDGET_SECONDS = from_environment("DOCUMENTS_INLINE_BUDGET_SECONDS")
+DOCUMENTS_INLINE_MAX_PAGES = from_environment("DOCUMENTS_INLINE_MAX_PAGES")
+DOCUMENTS_UPLOAD_RATE_LIMIT = from_environment("DOCUMENTS_UPLOAD_RATE_LIMIT")
+SANDBOX_ENQUEUE_RATE_LIMIT = from_environment("SANDBOX_ENQUEUE_RATE_LIMIT")
+SANDBOX_NO_WORKER_AFTER_SECONDS = from_environment("SANDBOX_NO_WORKER_AFTER_SECONDS")
 # Request size: an oversized upload is refused from its Content-Length, before the body is read
 # (example/documents/uploads.py); other request bodies stay under Django's 2.5 MB default.
 FILE_UPLOAD_HANDLERS = [

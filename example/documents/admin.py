@@ -39,6 +39,20 @@ def status_badge(document: Document) -> SafeString:
     )
 
 
+_MAIN_FIELDS = ("title", "owner", "status_display", "error", "site_link")
+_FILE_FIELDS = ("file", "original_name", "content_type", "size")
+_PROCESSING_FIELDS = (
+    "page_count",
+    "chunk_count",
+    "embedder_name",
+    "embedder_version",
+    "timings_table",
+    "run_link",
+    "created_at",
+    "processed_at",
+)
+
+
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
     list_display = (
@@ -56,43 +70,12 @@ class DocumentAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     actions = ("reprocess",)
     fieldsets = (
-        (None, {"fields": ("title", "owner", "status_display", "error", "site_link")}),
-        ("File", {"fields": ("file", "original_name", "content_type", "size")}),
-        (
-            "Processing",
-            {
-                "fields": (
-                    "page_count",
-                    "chunk_count",
-                    "embedder_name",
-                    "embedder_version",
-                    "timings_table",
-                    "run_link",
-                    "created_at",
-                    "processed_at",
-                )
-            },
-        ),
+        (None, {"fields": _MAIN_FIELDS}),
+        ("File", {"fields": _FILE_FIELDS}),
+        ("Processing", {"fields": _PROCESSING_FIELDS}),
     )
-    readonly_fields = (
-        "title",
-        "owner",
-        "status_display",
-        "error",
-        "site_link",
-        "file",
-        "original_name",
-        "content_type",
-        "size",
-        "page_count",
-        "chunk_count",
-        "embedder_name",
-        "embedder_version",
-        "timings_table",
-        "run_link",
-        "created_at",
-        "processed_at",
-    )
+    #: Every field shown is read-only: documents change through uploads and jobs, not here.
+    readonly_fields = _MAIN_FIELDS + _FILE_FIELDS + _PROCESSING_FIELDS
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # uploads go through /documents/, which also starts the processing

@@ -203,12 +203,30 @@ def _load_wordllama() -> Any:
         raise EmbedderUnavailable(f"wordllama model files could not be loaded offline: {exc}") from exc
 
 
-class WordLlamaEmbedder:
+class _LoadedOnce:
+    """A model loaded once per process: concurrent first calls wait for the same load."""
+
+    _model: Any = None
+    _lock: threading.Lock
+
+    @staticmethod
+    def _load_model() -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls) -> Any:
+        if cls._model is None:
+            with cls._lock:
+                if cls._model is None:
+                    cls._model = cls._load_model()
+        return cls._model
+
+
+class WordLlamaEmbedder(_LoadedOnce):
     """WordLlama ``l2_supercat`` at 256 dims, mean-pooled static token embeddings."""
 
     name = "wordllama"
     dim = 256
-    _model: Any = None
     _lock = threading.Lock()
 
     def __init__(self) -> None:
@@ -218,14 +236,9 @@ class WordLlamaEmbedder:
             package_version = "missing"
         self.version = f"wordllama-{package_version}-l2_supercat-256"
 
-    @classmethod
-    def load(cls) -> Any:
-        """Load the model once per process; concurrent first calls wait for the same load."""
-        if cls._model is None:
-            with cls._lock:
-                if cls._model is None:
-                    cls._model = _load_wordllama()
-        return cls._model
+    @staticmethod
+    def _load_model() -> Any:
+        return _load_wordllama()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -262,26 +275,21 @@ def _load_minilm() -> Any:
     return SentenceTransformer(str(model_dir), device="cpu")
 
 
-class MiniLMEmbedder:
+class MiniLMEmbedder(_LoadedOnce):
     """all-MiniLM-L6-v2 (384 dims): the best retrieval quality here, at roughly 140x WordLlama's cost."""
 
     name = "minilm"
     dim = 384
     SECONDS_PER_CHUNK = 190 / 3983
     LOAD_SECONDS = 5.0
-    _model: Any = None
     _lock = threading.Lock()
 
     def __init__(self) -> None:
         self.version = f"minilm-all-MiniLM-L6-v2-{MINILM_SHA256[:12]}"
 
-    @classmethod
-    def load(cls) -> Any:
-        if cls._model is None:
-            with cls._lock:
-                if cls._model is None:
-                    cls._model = _load_minilm()
-        return cls._model
+    @staticmethod
+    def _load_model() -> Any:
+        return _load_minilm()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:

@@ -23,14 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from example.core.conf import DEFAULTS
+
 logger = logging.getLogger(__name__)
 
 Kind = Literal["pdf", "text", "markdown"]
 ProgressCallback = Callable[[int, int], None]
 
 MB = 1024 * 1024
-DEFAULT_MAX_BYTES = 50 * MB
-DEFAULT_MAX_PAGES = 5000
+DEFAULT_MAX_BYTES: int = DEFAULTS["DOCUMENTS_MAX_UPLOAD_BYTES"]
+DEFAULT_MAX_PAGES: int = DEFAULTS["DOCUMENTS_MAX_PAGES"]
 PSEUDO_PAGE_CHARS = 3000
 PROGRESS_EVERY = 50
 SNIFF_BYTES = 2048

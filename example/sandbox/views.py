@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
@@ -28,9 +27,11 @@ import fusion_jobs
 from example.agent import conf as agent_conf
 from example.agent.crons import AGENT_CRONS
 from example.agent.models import MessageStatus, OutboundMessage
+from example.core.conf import get as get_setting
 from example.core.ratelimit import Rate, hit
 from example.core.runs import mode_word, no_worker_notice, run_state
 from example.core.tasks import django_hello
+from example.documents import conf as documents_conf
 from example.documents.models import Document
 from fusion_jobs.models import HANDLE_INLINE, HANDLE_QUEUED, CronSchedule, JobRun
 from fusion_jobs.registry import get_task
@@ -70,17 +71,15 @@ def _status() -> dict[str, Any]:
         "broker": status["broker"],
         "reason": status["reason"],
         "mailer": mailer["mode"],
-        "no_worker": no_worker_notice(_no_worker_after(), enabled=bool(status["enabled"])),
+        "no_worker": no_worker_notice(
+            documents_conf.no_worker_after_seconds(), enabled=bool(status["enabled"])
+        ),
         "checked_at": timezone.now().isoformat(),
     }
 
 
-def _no_worker_after() -> int:
-    return int(getattr(settings, "SANDBOX_NO_WORKER_AFTER_SECONDS", 60))
-
-
 def _enqueue_rate() -> Rate:
-    return Rate.parse(str(getattr(settings, "SANDBOX_ENQUEUE_RATE_LIMIT", "10/60")))
+    return Rate.parse(str(get_setting("SANDBOX_ENQUEUE_RATE_LIMIT")))
 
 
 def visible_runs(request: HttpRequest) -> QuerySet[JobRun]:

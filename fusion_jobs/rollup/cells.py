@@ -90,10 +90,6 @@ class Dist:
             value = self.high or 0.0
         return min(max(value, self.low or 0.0), self.high if self.high is not None else value)
 
-    @property
-    def mean(self) -> float | None:
-        return self.total / self.count if self.count else None
-
 
 @dataclass
 class Cell:

@@ -133,8 +133,13 @@ def test_django_debug_turns_debug_on(tmp_path: Path, flag: str) -> None:
 def test_the_readme_lists_every_environment_variable_the_example_reads() -> None:
     """README "Deploying" is where a deployer looks: every variable example/settings.py reads is there."""
     source = (ROOT / "example" / "settings.py").read_text()
-    read = set(re.findall(r'env\.[a-z]+\("([A-Z0-9_]+)"', source))
-    assert {"DATABASE_URL", "DJANGO_SECRET_KEY", "SMTP_USE_TLS"} <= read  # the pattern finds them
+    read = set(re.findall(r'(?:env\.[a-z]+|from_environment)\("([A-Z0-9_]+)"', source))
+    assert {
+        "DATABASE_URL",
+        "DJANGO_SECRET_KEY",
+        "SMTP_USE_TLS",
+        "DOCUMENTS_MAX_PAGES",
+    } <= read  # the pattern finds them
     readme = (ROOT / "README.md").read_text()
     deploying = readme[readme.index("## Deploying") :]
     deploying = deploying[: deploying.index("\n## ", 1)]
