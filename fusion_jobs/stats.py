@@ -83,7 +83,7 @@ class Point:
         return {
             "start": self.start,
             "label": self.label,
-            "succeeded": c.counts.get("succeeded", 0),
+            "succeeded": c.counts.get(RunStatus.SUCCEEDED, 0),
             "failed": c.failed,
             "other": c.ended - c.executed,
             **_rates(c),

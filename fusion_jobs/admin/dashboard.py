@@ -19,7 +19,7 @@ from django.utils.safestring import SafeString
 
 from ..api import get_jobs_status
 from ..charts import Series, lines, stacked_bars
-from ..models import JobsDashboard
+from ..models import JobsDashboard, RunStatus
 from ..stats import (
     CHART_WINDOWS,
     ROLLUP_TABLE_WINDOWS,
@@ -91,7 +91,7 @@ class Figures:
             "Stacked bars: succeeded, failed or timed out, cancelled or skipped.",
             self.charts.labels,
             [
-                Series("succeeded", GREEN, [c.counts.get("succeeded", 0) for c in cells]),
+                Series("succeeded", GREEN, [c.counts.get(RunStatus.SUCCEEDED, 0) for c in cells]),
                 Series("failed / timed out", RED, [c.failed for c in cells]),
                 Series("cancelled / skipped", GREY, [c.ended - c.executed for c in cells]),
             ],
