@@ -6,14 +6,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import fusion_jobs
+from fusion_jobs.models import CronSchedule
 
 from . import tasks  # noqa: F401  (registers the tasks the schedules name)
-
-if TYPE_CHECKING:
-    from fusion_jobs.models import CronSchedule
 
 
 class AgentCron(NamedTuple):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.utils import timezone
+from django.utils import timezone as dj_timezone  # one task takes an argument named timezone
 
 import fusion_jobs
 
@@ -24,13 +24,13 @@ def proactive_agent_tick() -> dict[str, Any]:
 @fusion_jobs.task(name="agent-delivery-retry-tick", single_flight=True, execution_timeout="5m", max_retries=0)
 def agent_delivery_retry_tick() -> dict[str, Any]:
     """Send due outbox messages with backoff, or hold them when SMTP_HOST is unset."""
-    return delivery.deliver_due(now=timezone.now())
+    return delivery.deliver_due(now=dj_timezone.now())
 
 
 @fusion_jobs.task(name="agent-retention-tick", single_flight=True, execution_timeout="10m", max_retries=1)
 def agent_retention_tick() -> dict[str, Any]:
     """Delete ticks, delivered messages and memories past their retention windows."""
-    return retention.purge(now=timezone.now())
+    return retention.purge(now=dj_timezone.now())
 
 
 @fusion_jobs.task(
@@ -46,13 +46,13 @@ def agent_embedding_backfill_tick() -> dict[str, Any]:
 )
 def agent_memory_consolidation_tick() -> dict[str, Any]:
     """Merge near-duplicate memories and roll old ones up into summaries."""
-    return memory.consolidate_memories(now=timezone.now())
+    return memory.consolidate_memories(now=dj_timezone.now())
 
 
 @fusion_jobs.task(name="agent-digest-tick", single_flight=True, execution_timeout="10m", max_retries=2)
 def agent_digest_tick() -> dict[str, Any]:
     """Queue each user's daily briefing (at most one per user and day)."""
-    return digest.queue_digests(now=timezone.now())
+    return digest.queue_digests(now=dj_timezone.now())
 
 
 @fusion_jobs.task(
@@ -63,6 +63,4 @@ def agent_digest_tick() -> dict[str, Any]:
 )
 def agent_user_digest_tick(user_id: int, timezone: str = "UTC") -> dict[str, Any]:
     """Queue one user's briefing at the time they chose (their runtime schedule, ``schedules``)."""
-    from django.utils import timezone as dj_timezone
-
     return digest.queue_digests(now=dj_timezone.now(), user_id=user_id, zone=timezone)

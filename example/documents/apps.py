@@ -7,4 +7,4 @@ class DocumentsConfig(AppConfig):
     verbose_name = "Documents"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (connects the receivers)
+        from . import signals  # noqa: F401  (lazy: the receivers import models, ready once apps are)

@@ -186,7 +186,7 @@ def _load_wordllama() -> Any:
     _set_offline_env()
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    try:
+    try:  # lazy: an optional model, loaded by the first process that embeds with it
         import wordllama
         from wordllama import WordLlama
     except ImportError as exc:
@@ -266,7 +266,7 @@ def _load_minilm() -> Any:
             digest.update(block)
     if digest.hexdigest() != MINILM_SHA256:
         raise EmbedderUnavailable(f"MiniLM weights at {weights} do not match the official checksum")
-    try:
+    try:  # lazy: an optional extra (torch), loaded only when MiniLM is chosen
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise EmbedderUnavailable(

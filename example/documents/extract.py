@@ -226,6 +226,7 @@ def probe_pdf(source: str | Path | bytes) -> int:
 
 def _open_pdf(source: str | Path | bytes) -> Any:
     """Open with PDFium (the caller holds ``PDFIUM_LOCK``), mapping its error codes to user messages."""
+    # lazy: PDFium is loaded only by a process that reads a PDF (not by the web process at start-up)
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
@@ -274,7 +275,7 @@ def _pdf_pages(
 
 def _page_text(doc: Any, index: int, total: int) -> str | None:
     """One page's text (the caller holds ``PDFIUM_LOCK``), or None when PDFium cannot read it."""
-    import pypdfium2 as pdfium
+    import pypdfium2 as pdfium  # lazy: as in _open_pdf
 
     try:
         page = doc[index]

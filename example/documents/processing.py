@@ -36,12 +36,16 @@ from django.utils import timezone
 
 import fusion_jobs
 from fusion_jobs.models import JobRun, RunMode
+from fusion_jobs.registry import get_task
 
 from . import conf, search
 from .chunking import chunk_pages, window_for
 from .embedders import Embedder, EmbeddingTooSlow, embed_in_batches, fit_budget, get_embedder
 from .extract import ExtractionError, NoTextError, TooManyPages, extract
 from .models import Chunk, Document, DocumentStatus
+
+#: The fusion-jobs task that runs :func:`process_document` (declared in ``tasks.py``).
+TASK_NAME = "process-chat-document"
 
 logger = logging.getLogger(__name__)
 
@@ -401,10 +405,6 @@ def _source(document: Document) -> str | bytes:
 
 
 def _time_limit() -> float:
-    from fusion_jobs.registry import get_task
-
-    from .tasks import TASK_NAME  # imported late: the tasks module imports this one
-
     return get_task(TASK_NAME).effective_timeout
 
 

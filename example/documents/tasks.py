@@ -15,9 +15,9 @@ from typing import Any
 
 import fusion_jobs
 
-from .processing import process_document
+from .processing import TASK_NAME, process_document
 
-TASK_NAME = "process-chat-document"
+__all__ = ["TASK_NAME", "process_chat_document"]
 
 
 @fusion_jobs.task(
