@@ -32,7 +32,11 @@ class Peer:
     #: Enqueue one run whose body marks phase ``p``.
     send: Callable[[str], object]
     config: str  # its documented configuration, as run here
-    asymmetry: str  # what differs from fusion-jobs: durability per write, confirms, threads
+    # The asymmetries the report states beside the figures:
+    history: str  # what it writes to PostgreSQL per run
+    durable: str  # what is durable when the enqueue call returns
+    confirms: str  # RabbitMQ publisher confirms at enqueue ("no broker" for a PostgreSQL queue)
+    concurrency: str  # processes and threads (or async slots) of its worker
     tracked: bool = False  # keeps run history in PostgreSQL (issue 18's "tracked peers")
     #: Its own database on the shared server, or None if it writes no rows.
     database: str | None = None

@@ -119,14 +119,24 @@ class Workers:
         return [worker.session for worker in self.workers]
 
 
-def wait_bodies(workers: Workers, tsdir: str, n: int, timeout: float) -> dict[str, Any]:
-    """Wait until n bodies started; the machine's busy fraction and CPU snapshot from the first one."""
+def snapshot(peer: Peer, workers: Workers) -> dict[str, Any]:
+    """Machine busy time, CPU per component and write transactions so far (for the drain's deltas)."""
+    return {
+        "busy": machine_busy(),
+        "cpu": cpu_snapshot(workers.sessions),
+        "commits": write_transactions() if peer.database else None,
+    }
+
+
+def wait_bodies(peer: Peer, workers: Workers, tsdir: str, n: int) -> dict[str, Any]:
+    """Wait until n bodies started; returns the snapshot taken when the first one was seen."""
+    timeout = 60 + n / peer.min_rate
     end = time.monotonic() + timeout
     first: dict[str, Any] = {}
     while True:
         done = sidechannel.count(tsdir, "d")
         if done and not first:
-            first = {"busy": machine_busy(), "cpu": cpu_snapshot(workers.sessions)}
+            first = snapshot(peer, workers)
         if done >= n:
             return first
         workers.check()
@@ -139,8 +149,7 @@ def wait_bodies(workers: Workers, tsdir: str, n: int, timeout: float) -> dict[st
 
 
 def drain(peer: Peer, workers: Workers, tsdir: str, n: int) -> dict[str, Any]:
-    commits = write_transactions() if peer.database else None
-    first = wait_bodies(workers, tsdir, n, 60 + n / peer.min_rate)
+    first = wait_bodies(peer, workers, tsdir, n)
     last_done = None
     if peer.history_sql is not None:
         query = peer.history_sql
@@ -152,20 +161,19 @@ def drain(peer: Peer, workers: Workers, tsdir: str, n: int) -> dict[str, Any]:
         succeeded, last_done = wait_until(all_succeeded, 60, f"{n} succeeded rows", 0.02)
         if succeeded != n:
             raise BenchError(f"{peer.label}: {succeeded} succeeded rows for {n} runs (duplicates?)")
-    busy_end, cpu_end = machine_busy(), cpu_snapshot(workers.sessions)
-    commits_end = write_transactions() if peer.database else None
+    final = snapshot(peer, workers)
     bodies = sidechannel.read(tsdir, "d")
     if len(bodies) != n:
         raise BenchError(f"{peer.label}: {len(bodies)} task bodies ran for {n} runs")
     start, end = min(bodies), max(max(bodies), last_done or 0.0)
-    busy0 = first["busy"]
+    (busy0, total0), (busy1, total1) = first["busy"], final["busy"]
     return {
         "rate": n / max(1e-6, end - start),
         "n": n,
         "seconds": end - start,
-        "busy": (busy_end[0] - busy0[0]) / max(1.0, busy_end[1] - busy0[1]),
-        "cpu_us_per_run": {k: v / n * 1e6 for k, v in cpu_spent(first["cpu"], cpu_end).items()},
-        "commits_per_run": None if commits is None else (commits_end - commits) / n,
+        "busy": (busy1 - busy0) / max(1.0, total1 - total0),
+        "cpu_us_per_run": {k: v / n * 1e6 for k, v in cpu_spent(first["cpu"], final["cpu"]).items()},
+        "commits_per_run": None if first["commits"] is None else (final["commits"] - first["commits"]) / n,
         "verified": f"{n} bodies" + (f", {n} succeeded rows" if peer.history_sql else ""),
     }
 

@@ -104,11 +104,24 @@ def targets(m: dict[str, Any], bullet: str) -> str:
     return "\n".join(lines)
 
 
+ASYMMETRY_HEADER = [
+    "system",
+    "history in PostgreSQL, per run",
+    "durable when enqueue returns",
+    "confirms",
+    "worker",
+]
+
+
+def asymmetries(peers: list[Peer]) -> list[list[str]]:
+    return [[p.label, p.history, p.durable, p.confirms, p.concurrency] for p in peers]
+
+
 def configurations(peers: list[Peer], bullet: str) -> str:
     lines = []
     for peer in peers:
-        history = "tracked (history in PostgreSQL)" if peer.tracked else "untracked"
-        lines.append(f"{bullet}**{peer.label}** ({history}): {peer.config}. Asymmetry: {peer.asymmetry}.")
+        kind = "tracked: keeps run history in PostgreSQL" if peer.tracked else "untracked"
+        lines.append(f"{bullet}{peer.label} ({kind}): {peer.config}")
     return "\n".join(lines)
 
 
@@ -135,6 +148,12 @@ def text(m: dict[str, Any], result: dict[str, Any], peers: list[Peer]) -> str:
             targets(m, "  "),
             "",
             fj_cpu(m),
+            "",
+            "Configurations, as run:",
+            configurations(peers, "  "),
+            "",
+            text_table(ASYMMETRY_HEADER, asymmetries(peers)),
+            "",
             f"load average at rep starts {loads}, at the end {result['load_end'][0]:.1f}",
         ]
     )
@@ -169,6 +188,10 @@ Configurations, as run (every peer on the same RabbitMQ and PostgreSQL server, e
 in its own database; 2 processes × 8 threads where a system has threads):
 
 {configurations(peers, "- ")}
+
+Asymmetries:
+
+{markdown_table(ASYMMETRY_HEADER, asymmetries(peers))}
 
 **Machine**: {machine.get("cores")} cores, {machine.get("cpu")}, {machine.get("memory_gib")} GiB;
 {machine.get("platform")}; Python {machine.get("python")}; PostgreSQL {machine.get("postgresql")}

@@ -25,6 +25,7 @@ BROKER_URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 #: The database of fusion-jobs (and of the harness itself); ``bench/profile_fj.py`` uses it too.
 DB = "fj_bench"
 PROCESSES, THREADS = 2, 8
+THREADED = f"{PROCESSES} processes × {THREADS} threads"  # noqa: RUF001  (the multiplication sign is meant)
 
 _deadline = float("inf")
 

@@ -25,7 +25,7 @@ ALL: tuple[Peer, ...] = (
     django_q2.PEER,
     dramatiq.PEER,
     dd_admin.PEER,
-    celery.PREFORK,
-    celery.THREADED,
+    celery.PREFORK_POOL,
+    celery.THREAD_POOL,
 )
 BY_KEY = {peer.key: peer for peer in ALL}

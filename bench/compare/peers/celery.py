@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from bench.compare.peer import Peer
-from bench.compare.services import PROCESSES, THREADS
+from bench.compare.services import PROCESSES, THREADED, THREADS
 from bench.peers import celery_app, celery_results
 
 REUSE_MAX = 1000
@@ -46,7 +46,10 @@ def bare(pool: str, concurrency: int) -> Peer:
         ),
         send=send,
         config=f"`-P {pool} -c {concurrency}`, JSON, no result backend, early ack, prefetch ×4",
-        asymmetry="no history; `delay` publishes without confirms",
+        history="none",
+        durable="nothing waits: `delay` returns once the message is written to the socket",
+        confirms="off (Celery's default)",
+        concurrency=f"{concurrency} processes" if pool == "prefork" else f"1 process × {concurrency} threads",
     )
 
 
@@ -88,11 +91,14 @@ def with_results(key: str, label: str, reuse: int | None) -> Peer:
             f"django-celery-results `django-db` backend, `task_track_started`, `result_extended`; "
             f"{PROCESSES} workers × `-P threads -c {THREADS}`{tuning}"
         ),
-        asymmetry="`delay` publishes without confirms and writes no row; the row is written STARTED, then SUCCESS",
+        history="a `TaskResult` row, written by the worker: STARTED, then SUCCESS",
+        durable="nothing waits: `delay` writes no row and returns once the message is written to the socket",
+        confirms="off (Celery's default)",
+        concurrency=THREADED,
     )
 
 
-PREFORK = bare("prefork", PROCESSES)
-THREADED = bare("threads", THREADS)
+PREFORK_POOL = bare("prefork", PROCESSES)
+THREAD_POOL = bare("threads", THREADS)
 RESULTS = with_results("celery_results", "Celery + results", None)
 RESULTS_REUSE = with_results("celery_results_reuse", "Celery + results, reuse", REUSE_MAX)

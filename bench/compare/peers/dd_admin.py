@@ -5,7 +5,7 @@ from __future__ import annotations
 from django_dramatiq.models import Task
 
 from bench.compare.peer import Peer
-from bench.compare.services import PROCESSES, THREADS
+from bench.compare.services import PROCESSES, THREADED, THREADS
 from bench.peers import dd_admin
 
 plain = dd_admin.build(admin=False)[1]
@@ -60,5 +60,8 @@ PEER = Peer(
     min_rate=50.0,
     small_n=True,
     config="django-dramatiq's default middleware (Prometheus aside), `AdminMiddleware` on; same worker flags as Dramatiq",
-    asymmetry="`Task` row upserted on enqueue, start and finish (message body included); publishes without confirms",
+    history="a `Task` row (message body included), upserted at enqueue, start and finish",
+    durable="the `Task` row, committed (synchronous commit) before the publish",
+    confirms="off (django-dramatiq's default)",
+    concurrency=THREADED,
 )

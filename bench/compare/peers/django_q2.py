@@ -29,8 +29,8 @@ PEER = Peer(
         f"ORM broker, `workers: {PROCESSES}` (its default, the CPU count), `save_limit: 0` (keeps all history); "
         "other defaults (polls every 0.2 s)"
     ),
-    asymmetry=(
-        "a queue row per run (durable INSERT), a result row written by the cluster's monitor; "
-        "processes only, no threads; arguments pickled"
-    ),
+    history="a queue row (`OrmQ`, deleted once done) and a `Task` result row written at the end by its monitor",
+    durable="the queue row, committed (synchronous commit); its arguments pickled and signed",
+    confirms="no broker (PostgreSQL queue, polled)",
+    concurrency=f"{PROCESSES} processes, no threads",
 )

@@ -30,5 +30,8 @@ PEER = Peer(
     min_rate=30.0,
     latency_samples=30,
     config=f"{PROCESSES} × `manage.py db_worker` (defaults: one task at a time per process, polls every 1 s when idle)",
-    asymmetry="its row is the queue and the history: one durable INSERT per enqueue, no broker; no threads",
+    history="its queue row is the history: updated at start and at the end",
+    durable="the row, committed (synchronous commit)",
+    confirms="no broker (PostgreSQL queue, polled)",
+    concurrency=f"{PROCESSES} processes, one task at a time each",
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.compare.peer import Peer, Variant
-from bench.compare.services import PROCESSES, THREADS
+from bench.compare.services import PROCESSES, THREADED, THREADS
 from bench.peers import dramatiq_bare
 
 confirmed = dramatiq_bare.build(confirm=True)[1]
@@ -44,5 +44,8 @@ PEER = Peer(
     preload=preload,
     variants=(Variant("dramatiq_noconfirm", "Dramatiq, confirms off", send_unconfirmed),),
     config=f"`python -m dramatiq … -p {PROCESSES} -t {THREADS}`, default middleware and prefetch (16)",
-    asymmetry="no history, no database; a run is durable once RabbitMQ confirms it (confirms on; off as a variant)",
+    history="none",
+    durable="the message, once RabbitMQ confirms it (confirms off: nothing waits)",
+    confirms="on (off as a variant)",
+    concurrency=THREADED,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.app.tasks import QUEUE, noop
 from bench.compare.peer import Peer
-from bench.compare.services import DB, PROCESSES, THREADS
+from bench.compare.services import DB, PROCESSES, THREADED, THREADS
 from fusion_jobs import enqueue, enqueue_many
 
 #: Bare Dramatiq's default prefetch (twice the threads), given to fusion-jobs' worker too so both
@@ -48,8 +48,8 @@ PEER = Peer(
         "SELECT count(*), extract(epoch FROM max(finished_at)) FROM fusion_jobs_jobrun WHERE status = 'succeeded'"
     ),
     config=f"`manage.py rundramatiq -p {PROCESSES} -t {THREADS} --prefetch {PREFETCH}` (Dramatiq's default prefetch)",
-    asymmetry=(
-        "a `JobRun` row per run, written at enqueue, start and end (ends in batches); `enqueue()` outside a "
-        "transaction is durable when it returns (row committed or message confirmed, as the library documents)"
-    ),
+    history="a `JobRun` row: inserted at enqueue, updated at start and end (the worker batches its writes)",
+    durable="the run, as the library documents: its row committed or its message confirmed",
+    confirms="on",
+    concurrency=THREADED,
 )

@@ -37,5 +37,8 @@ PEER = Peer(
         f"Django contrib defaults; {PROCESSES} × `manage.py procrastinate worker --concurrency {THREADS}` "
         "(LISTEN/NOTIFY on; sync tasks run in threads)"
     ),
-    asymmetry="its job row is the queue and the history: one durable INSERT per `defer`, no broker",
+    history="its job row is the history (status updated at start and end), plus an event row per transition",
+    durable="the job row, committed (synchronous commit)",
+    confirms="no broker (PostgreSQL queue, LISTEN/NOTIFY)",
+    concurrency=f"{PROCESSES} processes × {THREADS} async slots (sync tasks in threads)",
 )
