@@ -199,7 +199,12 @@ def main(argv: list[str] | None = None) -> int:
             f"machine: {machine['cores']} cores {machine['cpu']}; peers: {', '.join(p.key for p in peers)}; logs in {logdir}"
         )
         reps = [run_rep(rep, args, peers, logdir, deadline) for rep in range(args.reps)]
-        inline_results = {} if "inline" in args.skip else inline.run(args.reps, args.inline_calls)
+        inline_results = {}
+        if "inline" not in args.skip:
+            try:
+                inline_results = inline.run(args.reps, args.inline_calls)
+            except BenchError as exc:  # the peers' figures are still worth reporting
+                log(f"inline skipped: {exc}")
         m = summary.summarize(reps, inline_results, peers)
         result = {
             "finished_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
