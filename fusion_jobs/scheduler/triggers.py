@@ -18,11 +18,10 @@ from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
 
-from .crontab import MACROS, ZonedCron, normalise_expression
+from .crontab import ZonedCron
 
-__all__ = ["NICKNAMES", "SCAN_LIMIT", "CrontabTrigger", "TickWindow", "normalise_expression"]
+__all__ = ["SCAN_LIMIT", "CrontabTrigger", "TickWindow"]
 
-NICKNAMES = MACROS
 #: Ticks walked one by one before the walk jumps to the end of a long gap (a clock jump, a long outage).
 SCAN_LIMIT = 5000
 
