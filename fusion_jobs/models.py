@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from django.utils import timezone
+
+if TYPE_CHECKING:
+    from .registry import Task
 
 
 class RunStatus(models.TextChoices):
@@ -170,6 +173,33 @@ class JobRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name} [{self.status}] {self.id}"
+
+    @classmethod
+    def new_run(
+        cls,
+        task: Task | None,
+        kwargs: dict[str, Any],
+        *,
+        queued: bool = True,
+        task_name: str = "",
+        **columns: Any,
+    ) -> JobRun:
+        """A new, unsaved run of ``task``: the one place a run row is built (enqueue, crons, relay).
+
+        Queue, retries and timeout come from the task; an inline run is never retried. ``task``
+        None: a task this process does not know (a cron whose task is gone), named by ``task_name``.
+        ``columns`` set or override any other column.
+        """
+        values: dict[str, Any] = {
+            "id": uuid.uuid4(),
+            "task_name": task.name if task is not None else task_name,
+            "queue": task.effective_queue if task is not None else "default",
+            "mode": RunMode.WORKER if queued else RunMode.INLINE,
+            "kwargs": kwargs,
+            "max_retries": task.effective_max_retries if task is not None and queued else 0,
+            "execution_timeout": task.effective_timeout if task is not None else None,
+        }
+        return cls(**{**values, **columns})
 
     @property
     def is_terminal(self) -> bool:

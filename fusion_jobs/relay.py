@@ -259,14 +259,11 @@ def park(run_id: str, *, task_name: str, queue: str, kwargs: dict[str, Any], not
         task_obj = get_task(task_name)
         JobRun.objects.using(alias).bulk_create(
             [
-                JobRun(
+                JobRun.new_run(
+                    task_obj,
+                    kwargs,
                     id=run_id,
-                    task_name=task_obj.name,
                     queue=queue or task_obj.effective_queue,
-                    mode=RunMode.WORKER,
-                    kwargs=kwargs,
-                    max_retries=task_obj.effective_max_retries,
-                    execution_timeout=task_obj.effective_timeout,
                     next_attempt_at=not_before,
                     enqueued_by="delayed message without a run row",
                 )

@@ -22,7 +22,6 @@ clock jumps and DST changes without sleeping. Row timestamps (enqueued, finished
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -178,14 +177,10 @@ class FireResult:
 
 
 def _row(schedule: CronSchedule, task_obj: Task | None, tick: datetime, by: str) -> JobRun:
-    return JobRun(
-        id=uuid.uuid4(),
+    return JobRun.new_run(
+        task_obj,
+        dict(schedule.input),
         task_name=schedule.task_name,
-        queue=task_obj.effective_queue if task_obj else "default",
-        mode=RunMode.WORKER,
-        kwargs=dict(schedule.input),
-        max_retries=task_obj.effective_max_retries if task_obj else 0,
-        execution_timeout=task_obj.effective_timeout if task_obj else None,
         enqueued_by=by,
         cron=schedule,
         scheduled_for=tick,
