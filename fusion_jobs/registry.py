@@ -14,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
+from .backends import get_backend
 from .conf import PUBLISH_ERROR_POLICIES
 from .exceptions import TaskArgumentsError, TaskDeclarationError, UnknownTaskError
 from .utils import parse_duration
 
 if TYPE_CHECKING:
-    from .api import RunHandle
+    from .handle import RunHandle
 
 _NAME = re.compile(r"^[A-Za-z0-9<][A-Za-z0-9_.:<>-]{0,199}$")
 # Dramatiq's own rule for queue names.
@@ -88,9 +89,8 @@ class Task:
         return self.fn(*args, **kwargs)
 
     def enqueue(self, **kwargs: Any) -> RunHandle:
-        from .api import enqueue
-
-        return enqueue(self, **kwargs)
+        """``fusion_jobs.enqueue(self, **kwargs)``, through the backend the settings choose."""
+        return get_backend().submit(self, kwargs)
 
     # Effective values: the task's own, else the setting, read at use time.
     @property

@@ -1,18 +1,33 @@
-"""The backend interface: where a run's message goes, one class per way of running.
+"""The backend interface: what happens to a new run, one class per way of running.
 
-Like Django's ``django.tasks`` ``BaseTaskBackend``: the entry points read a backend's capability
-flags instead of branching on settings, and :func:`fusion_jobs.backends.get_backend` picks the
-backend once from ``FUSION_JOBS_BROKER_URL``/``FUSION_JOBS_EAGER``.
+Like Django's ``django.tasks`` ``BaseTaskBackend``: ``enqueue()`` hands a checked run to the
+backend :func:`fusion_jobs.backends.get_backend` chose, whose capability flags say what it does,
+instead of branching on settings. Every backend writes the run's row in the caller's transaction
+and acts on it once that commits (:func:`after_commit`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import sys
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
-from ..models import GATE_EAGER
+from django.db import connections, transaction
+
+from .. import tracing
+from ..conf import broker_queue, jobs_settings
+from ..context import current_run_id
+from ..handle import RunHandle
+from ..models import GATE_EAGER, HANDLE_INLINE, HANDLE_QUEUED, JobRun
+from ..recording import db_alias
 from ..registry import Task
+from ..utils import json_roundtrip
+
+logger = logging.getLogger("fusion_jobs")
 
 
 @dataclass(frozen=True)
@@ -27,8 +42,24 @@ class Outgoing:
     retries: int = 0
 
 
+@dataclass
+class NewRun:
+    """A checked run on its way to a backend: what its row and message are made of."""
+
+    task: Task
+    kwargs: dict[str, Any]
+    enqueued_by: str
+    run_id: str = ""
+    retry_of: JobRun | None = None
+    #: The publish-error policy for this run; None: the task's, else the setting (``outbox``).
+    policy: str | None = None
+    #: ``enqueue_at()``: not to start before this time.
+    not_before: datetime | None = None
+    traceparent: str | None = None
+
+
 class BaseBackend:
-    """Publishes run messages; its flags tell ``enqueue()`` what it does with a new run."""
+    """Writes new runs and runs or publishes them; its flags describe it to the entry points."""
 
     #: New runs go to workers (``RunHandle.mode`` ``queued``); False: they run in the caller.
     queues_runs: ClassVar[bool] = False
@@ -38,3 +69,92 @@ class BaseBackend:
     def publish(self, messages: Sequence[Outgoing]) -> None:
         """Put every message on the broker, confirmed; ``PublishError`` when it did not take them."""
         raise NotImplementedError
+
+    def enqueue(self, run: NewRun) -> RunHandle:
+        """Write the run's row in the caller's transaction; run or publish it once that commits."""
+        raise NotImplementedError
+
+    def enqueue_many(self, task: Task, payloads: list[dict[str, Any]], enqueued_by: str) -> list[RunHandle]:
+        """Write the runs in one INSERT; run or publish them once the caller's transaction commits."""
+        raise NotImplementedError
+
+    def submit(self, task: Task, kwargs: dict[str, Any], **options: Any) -> RunHandle:
+        """Check ``kwargs`` and enqueue the run, inside a producer span when tracing is on.
+
+        ``options``: the other fields of :class:`NewRun`. Who enqueued defaults to the caller
+        outside fusion_jobs, or the run this one is enqueued from.
+        """
+        payload = checked(task, kwargs)
+        by = options.pop("enqueued_by", None) or caller()
+        parent = current_run_id()
+        if parent and not by.startswith(("admin", "cron")):
+            by = f"run {parent}"
+        run = NewRun(task, payload, by, run_id=str(uuid.uuid4()), **options)
+        if not tracing.enabled():
+            return self.enqueue(run)
+        queue = broker_queue(task.effective_queue)
+        with tracing.producer_span(task.name, queue, run.run_id, queued=self.queues_runs) as traceparent:
+            run.traceparent = traceparent
+            return self.enqueue(run)
+
+
+def checked(task: Task, kwargs: dict[str, Any], *, label: str = "") -> dict[str, Any]:
+    """``kwargs`` JSON round-tripped, or ``TaskArgumentsError``/``PayloadError`` naming ``label``."""
+    task.check_arguments(kwargs, label=label)
+    limit = int(jobs_settings.MAX_PAYLOAD_BYTES)
+    payload: dict[str, Any] = json_roundtrip(kwargs, task_name=label or task.name, max_bytes=limit)[0]
+    return payload
+
+
+def caller() -> str:
+    """``module:function`` of the first frame outside fusion_jobs (and Dramatiq, for an actor's
+    ``send()``): who enqueued, for the admin."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith(("fusion_jobs", "dramatiq.")):
+            return f"{module}:{frame.f_code.co_name}"[:200]
+        frame = frame.f_back  # type: ignore[assignment]
+    return ""
+
+
+def write_runs(
+    task: Task, payloads: list[dict[str, Any]], enqueued_by: str, *, queued: bool
+) -> tuple[str, list[RunHandle]]:
+    """``enqueue_many()``'s rows in one multi-row INSERT; returns the database alias and handles."""
+    rows = [JobRun.new_run(task, payload, queued=queued, enqueued_by=enqueued_by) for payload in payloads]
+    alias = db_alias()
+    JobRun.objects.using(alias).bulk_create(rows, batch_size=1000)
+    mode = HANDLE_QUEUED if queued else HANDLE_INLINE
+    return alias, [RunHandle(str(row.pk), mode, task.name) for row in rows]
+
+
+def raise_if(error: Exception | None, may_raise: bool = True) -> None:
+    if error is not None and may_raise:
+        raise error
+
+
+def after_commit(alias: str, hook: Callable[[bool], object]) -> None:
+    """Run ``hook`` once the caller's transaction commits; at once when there is none.
+
+    Outside a transaction the hook runs now, with ``may_raise=True``: a ``PublishError``
+    (``ON_PUBLISH_ERROR=raise``) or the task's exception (``INLINE_RAISE``) reaches the caller.
+    Inside one it runs after the commit, among the caller's other on-commit hooks, and Django
+    skips all the later ones when a hook raises (other enqueues' publishes included). So there it
+    gets ``may_raise=False``, leaves the failure on the run and its handle, and anything that
+    still escapes is logged here, never raised.
+    """
+    if not connections[alias].in_atomic_block:
+        hook(True)
+        return
+
+    def independent() -> None:
+        try:
+            hook(False)
+        except Exception:
+            logger.exception(
+                "fusion_jobs on-commit hook failed after the transaction committed; logged, not raised, "
+                "so the transaction's other on-commit hooks still run"
+            )
+
+    transaction.on_commit(independent, using=alias)

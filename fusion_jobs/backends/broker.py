@@ -27,8 +27,9 @@ from ..middleware.validation import QueueCheckedConsumer, before_process_fail_cl
 from ..models import GATE_BROKER
 from ..registry import Task, all_tasks, on_register
 from ..utils import mask_url, scrub
-from .base import BaseBackend, Outgoing
+from .base import Outgoing
 from .publisher import PublisherPool
+from .queued import QueuingBackend
 from .queues import dead_letter_arguments, declare, main_arguments
 
 if TYPE_CHECKING:
@@ -363,10 +364,9 @@ def publish_many(
         ) from None
 
 
-class BrokerBackend(BaseBackend):
+class BrokerBackend(QueuingBackend):
     """Runs go to Dramatiq workers through RabbitMQ, each message confirmed by the broker."""
 
-    queues_runs = True
     gate = GATE_BROKER
 
     def publish(self, messages: Sequence[Outgoing]) -> None:

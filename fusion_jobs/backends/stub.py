@@ -6,18 +6,18 @@ from collections.abc import Sequence
 
 from ..exceptions import PublishError
 from ..models import GATE_BROKER
-from .base import BaseBackend, Outgoing
+from .base import Outgoing
 from .inline import InlineOutcome, run_inline
+from .queued import QueuingBackend
 
 
-class StubBackend(BaseBackend):
+class StubBackend(QueuingBackend):
     """Queues runs like the broker backend, keeping their messages in a list instead.
 
     Install it with :func:`fusion_jobs.backends.use_backend`. Set ``failure`` to make every
     publish raise it, as a broker that is down would.
     """
 
-    queues_runs = True
     gate = GATE_BROKER
 
     def __init__(self) -> None:
