@@ -14,8 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
+from django.utils.module_loading import autodiscover_modules
+
 from .backends import get_backend
-from .conf import PUBLISH_ERROR_POLICIES
+from .conf import PUBLISH_ERROR_POLICIES, jobs_settings
 from .exceptions import TaskArgumentsError, TaskDeclarationError, UnknownTaskError
 from .utils import parse_duration
 
@@ -95,20 +97,14 @@ class Task:
     # Effective values: the task's own, else the setting, read at use time.
     @property
     def effective_queue(self) -> str:
-        from .conf import jobs_settings
-
         return self.queue or str(jobs_settings.DEFAULT_QUEUE)
 
     @property
     def effective_timeout(self) -> float:
-        from .conf import jobs_settings
-
         return self.execution_timeout or float(jobs_settings.DEFAULT_EXECUTION_TIMEOUT)
 
     @property
     def effective_max_retries(self) -> int:
-        from .conf import jobs_settings
-
         return self.max_retries if self.max_retries is not None else int(jobs_settings.DEFAULT_MAX_RETRIES)
 
     def bind_positional(self, args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -332,10 +328,6 @@ def unregister(name: str) -> None:
 
 def autodiscover() -> None:
     """Import ``<app>.tasks`` (see FUSION_JOBS_TASK_MODULES) for every installed app."""
-    from django.utils.module_loading import autodiscover_modules
-
-    from .conf import jobs_settings
-
     for module_name in jobs_settings.TASK_MODULES:
         autodiscover_modules(module_name)
 

@@ -20,6 +20,7 @@ from dramatiq.errors import ConnectionClosed
 
 from .. import metrics
 from ..conf import broker_queue, jobs_settings
+from ..context import current
 from ..encoder import StrictJSONEncoder
 from ..exceptions import PublishError, TaskArgumentsError
 from ..middleware import build_stack
@@ -184,8 +185,6 @@ def reset_broker() -> None:
 
 def _run_task(task_obj: Task) -> Any:
     def run(**kwargs: Any) -> None:
-        from ..context import current
-
         task_obj.check_arguments(kwargs)  # TaskArgumentsError names the task: not retried
         result = task_obj.fn(**kwargs)
         ctx = current()

@@ -39,6 +39,7 @@ from ..models import CronSchedule, JobRun, RunMode, RunStatus
 from ..outbox import Outgoing, publish_and_mark
 from ..recording import db_alias
 from ..registry import Task, get_task
+from .jobstore import DjangoJobStore
 from .triggers import CrontabTrigger
 
 logger = logging.getLogger("fusion_jobs.crons")
@@ -310,8 +311,6 @@ def fire_due(
     *, clock: Clock = timezone.now, publisher: Publisher | None = None, fired_by: str = ""
 ) -> list[FireResult]:
     """Fire every schedule that is due at ``clock()``, earliest first (``runcrons --once``, tests)."""
-    from .jobstore import DjangoJobStore
-
     publisher = publisher or Publisher()
     results = []
     for job in DjangoJobStore().get_due_jobs(clock()):
