@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 from django.conf import settings
 from django.core import checks
 
-from .conf import SETTINGS, dramatiq_broker_url, jobs_settings
+from .conf import PREFIX, SETTINGS, dramatiq_broker_url, jobs_settings
 from .registry import all_tasks
 from .utils import mask_url
 
@@ -33,14 +33,10 @@ def _setting_error(name: str) -> checks.CheckMessage | None:
     )
     default = "empty" if spec.default in ("", ()) else repr(spec.default)
     return checks.Error(
-        f"FUSION_JOBS_{name}{where} is {shown}: {problem}.",
+        f"{PREFIX}{name}{where} is {shown}: {problem}.",
         hint=f"Use {spec.expectation()}; or remove it for the default ({default}).",
         id=spec.check_id or _KIND_IDS.get(spec.kind, "fusion_jobs.E007"),
     )
-
-
-def _valid(name: str) -> bool:
-    return SETTINGS[name].problem(getattr(jobs_settings, name)) is None
 
 
 @checks.register("fusion_jobs")
@@ -105,8 +101,8 @@ def check_settings_values(app_configs: Any = None, **kwargs: Any) -> list[checks
     errors = [_setting_error(name) for name in SETTINGS if name != "BROKER_URL"]
     found: list[checks.CheckMessage] = [e for e in errors if e is not None]
     if (
-        _valid("RETRY_MIN_BACKOFF")
-        and _valid("RETRY_MAX_BACKOFF")
+        jobs_settings.valid("RETRY_MIN_BACKOFF")
+        and jobs_settings.valid("RETRY_MAX_BACKOFF")
         and jobs_settings.RETRY_MIN_BACKOFF > jobs_settings.RETRY_MAX_BACKOFF
     ):
         found.append(
@@ -123,7 +119,7 @@ def check_settings_values(app_configs: Any = None, **kwargs: Any) -> list[checks
 @checks.register("fusion_jobs")
 def check_quorum_priority(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """RabbitMQ 3.10-3.11 refuses x-max-priority on a quorum queue: every worker would fail to start."""
-    if not (_valid("QUEUE_TYPE") and _valid("MAX_PRIORITY")):
+    if not (jobs_settings.valid("QUEUE_TYPE") and jobs_settings.valid("MAX_PRIORITY")):
         return []
     if jobs_settings.QUEUE_TYPE != "quorum" or not jobs_settings.MAX_PRIORITY:
         return []
@@ -142,7 +138,12 @@ def check_quorum_priority(app_configs: Any = None, **kwargs: Any) -> list[checks
 def check_shared_vhost(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Two projects on one vhost with unprefixed queues consume each other's messages."""
     url = jobs_settings.BROKER_URL
-    if not url or not _valid("BROKER_URL") or not _valid("QUEUE_NAMESPACE") or jobs_settings.QUEUE_NAMESPACE:
+    if (
+        not url
+        or not jobs_settings.valid("BROKER_URL")
+        or not jobs_settings.valid("QUEUE_NAMESPACE")
+        or jobs_settings.QUEUE_NAMESPACE
+    ):
         return []
     vhost = unquote(urlsplit(url).path[1:]) if len(urlsplit(url).path) > 1 else "/"
     if vhost != "/":
@@ -173,7 +174,7 @@ def check_eager_in_production(app_configs: Any = None, **kwargs: Any) -> list[ch
 
 @checks.register("fusion_jobs")
 def check_task_timeouts(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    if not (_valid("CONSUMER_TIMEOUT") and _valid("DEFAULT_EXECUTION_TIMEOUT")):
+    if not (jobs_settings.valid("CONSUMER_TIMEOUT") and jobs_settings.valid("DEFAULT_EXECUTION_TIMEOUT")):
         return []  # check_settings_values reports it
     consumer_timeout = float(jobs_settings.CONSUMER_TIMEOUT)
     warnings: list[checks.CheckMessage] = []

@@ -58,6 +58,10 @@ class JobsSettings:
             return spec.default
         return coerce(raw, spec.kind)
 
+    def valid(self, name: str) -> bool:
+        """Whether the value read is valid as the table declares (the system checks report the others)."""
+        return SETTINGS[name].problem(getattr(self, name)) is None
+
     def source(self, name: str) -> str:
         full = PREFIX + name
         if hasattr(django_settings, full):
@@ -74,8 +78,7 @@ jobs_settings = JobsSettings()
 
 def queue_namespace() -> str:
     """``FUSION_JOBS_QUEUE_NAMESPACE`` when valid, else empty (the system check reports a bad one)."""
-    value = jobs_settings.QUEUE_NAMESPACE
-    return value if isinstance(value, str) and SETTINGS["QUEUE_NAMESPACE"].problem(value) is None else ""
+    return str(jobs_settings.QUEUE_NAMESPACE) if jobs_settings.valid("QUEUE_NAMESPACE") else ""
 
 
 def broker_queue(queue: str) -> str:
