@@ -99,7 +99,8 @@ class RunLifecycle(Middleware):
 
     @property
     def actor_options(self) -> set[str]:
-        # The options of Dramatiq's Retries this middleware replaces (declare_actor passes them).
+        # Dramatiq's Retries options, as this middleware replaces Retries (``declare_actor`` passes
+        # ``max_retries`` and ``throws``); the values that count are the registered task's.
         return {"max_retries", "min_backoff", "max_backoff", "throws"}
 
     def before_worker_boot(self, broker: Broker, worker: Any) -> None:
