@@ -24,7 +24,7 @@ from django.utils import timezone
 from .backends import get_backend
 from .backends.base import Outgoing
 from .backends.inline import InlineOutcome, run_inline
-from .conf import jobs_settings
+from .conf import PUBLISH_ERROR_POLICIES, jobs_settings
 from .exceptions import PublishError
 from .models import JobRun, RunMode, RunStatus
 from .recording import db_alias, mark_published
@@ -32,8 +32,8 @@ from .registry import Task
 
 logger = logging.getLogger("fusion_jobs")
 
-#: The ``ON_PUBLISH_ERROR`` policies.
-OUTBOX, RAISE, INLINE = "outbox", "raise", "inline"
+#: The ``ON_PUBLISH_ERROR`` policies, by name.
+INLINE, RAISE, OUTBOX = PUBLISH_ERROR_POLICIES
 #: Leave unpublished runs as they are for the relay (batches, cron ticks, the relay itself).
 KEEP = "keep"
 

@@ -36,7 +36,7 @@ from django.utils import timezone
 from . import metrics
 from .conf import jobs_settings
 from .exceptions import PublishError, UnknownTaskError
-from .models import JobRun, RunMode, RunStatus
+from .models import FAILED_STATUSES, WAITING_STATUSES, JobRun, RunMode, RunStatus
 from .outbox import Outgoing, publish_and_mark
 from .recording import db_alias
 from .registry import Task, get_task
@@ -52,8 +52,6 @@ POLL_INTERVAL = 1.0
 #: Longest wait between two passes while the broker or the database is failing: retries and
 #: delayed starts are due again soon after an outage ends.
 MAX_BACKOFF = 10.0
-#: Statuses a run waits for its message in.
-WAITING = [RunStatus.QUEUED, RunStatus.RETRYING]
 
 
 def lease_seconds() -> float:
@@ -62,7 +60,7 @@ def lease_seconds() -> float:
 
 
 def _retries_done(run: JobRun) -> int:
-    return sum(1 for entry in run.attempt_log if entry.get("outcome") in ("failed", "timed_out"))
+    return sum(1 for entry in run.attempt_log if entry.get("outcome") in FAILED_STATUSES)
 
 
 @dataclass
@@ -78,7 +76,11 @@ def _waiting(alias: str) -> Any:
 
 def due_runs(alias: str, now: datetime) -> Any:
     """Runs whose time has come, earliest first: one range scan of the partial index ``fj_run_due``."""
-    return _waiting(alias).filter(status__in=WAITING, next_attempt_at__lte=now).order_by("next_attempt_at")
+    return (
+        _waiting(alias)
+        .filter(status__in=WAITING_STATUSES, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+    )
 
 
 def lost_runs(alias: str, enqueued_before: datetime) -> Any:
@@ -249,7 +251,7 @@ def park(run_id: str, *, task_name: str, queue: str, kwargs: dict[str, Any], not
     with transaction.atomic(using=alias):
         waiting = (
             JobRun.objects.using(alias)
-            .filter(pk=run_id, mode=RunMode.WORKER, status__in=WAITING)
+            .filter(pk=run_id, mode=RunMode.WORKER, status__in=WAITING_STATUSES)
             .update(next_attempt_at=not_before, published_at=None)
         )
         if waiting:

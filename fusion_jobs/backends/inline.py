@@ -95,7 +95,7 @@ def _execute(
         task.check_arguments(kwargs)
         result = task.fn(**kwargs)
     except Exception as exc:
-        run_ended(task.name, task.effective_queue, "failed", time.monotonic() - started)
+        run_ended(task.name, task.effective_queue, RunStatus.FAILED, time.monotonic() - started)
         if span is not None:
             span.end(exc)
         finish_failure(attempt, exc, durable=durable)
@@ -103,7 +103,7 @@ def _execute(
         return InlineOutcome(RunStatus.FAILED, error=describe_exception(exc)[0], exception=exc)
     finally:
         deactivate(token)
-    run_ended(task.name, task.effective_queue, "succeeded", time.monotonic() - started)
+    run_ended(task.name, task.effective_queue, RunStatus.SUCCEEDED, time.monotonic() - started)
     if span is not None:
         span.end()
     finish_success(attempt, result, durable=durable)

@@ -69,17 +69,15 @@ class Publisher:
             self.publish_fn(m.task, m.run_id, m.kwargs)
 
     def __call__(self, task_obj: Task, run_id: str, payload: dict[str, Any]) -> bool:
-        if self.failed is not None:
-            self.deferred += 1
-            return False
-        send = self._send if self.publish_fn is not None else None
-        unpublished = publish_and_mark([Outgoing(task_obj, run_id, payload)], publish=send)
-        if unpublished is not None:  # it stays claimed, and publish_pending retries it
-            self.failed = unpublished.error
-            self.deferred += 1
-            return False
-        self.published += 1
-        return True
+        if self.failed is None:
+            send = self._send if self.publish_fn is not None else None
+            unpublished = publish_and_mark([Outgoing(task_obj, run_id, payload)], publish=send)
+            if unpublished is None:
+                self.published += 1
+                return True
+            self.failed = unpublished.error  # the run stays claimed, and publish_pending retries it
+        self.deferred += 1
+        return False
 
 
 # --- Which ticks fire --------------------------------------------------------------------------
