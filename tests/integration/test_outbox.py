@@ -8,10 +8,8 @@ from typing import Any
 import pytest
 
 import fusion_jobs
-from fusion_jobs.backends import get_backend, use_backend
+from fusion_jobs.backends import use_backend
 from fusion_jobs.backends.base import Outgoing
-from fusion_jobs.backends.broker import BrokerBackend
-from fusion_jobs.backends.inline import InlineBackend
 from fusion_jobs.backends.stub import StubBackend
 from fusion_jobs.models import JobRun
 from fusion_jobs.outbox import INLINE, KEEP, OUTBOX, RAISE, publish_and_mark
@@ -99,26 +97,3 @@ def test_inline_runs_it_here(stub: StubBackend) -> None:
     run = JobRun.objects.get(pk=message.run_id)
     assert (run.status, run.mode, run.max_retries) == ("succeeded", "inline", 0)
     assert Marker.objects.filter(label=message.kwargs["label"]).count() == 1
-
-
-def test_the_stub_runs_what_it_recorded_when_drained(stub: StubBackend) -> None:
-    handle = fusion_jobs.enqueue("t-record", label="drained")
-    assert handle.mode == "queued" and not Marker.objects.filter(label="drained").exists()
-    [outcome] = stub.drain()
-    assert outcome.status == "succeeded" and stub.messages == []
-    assert JobRun.objects.get(pk=handle.run_id).status == "succeeded"
-    assert Marker.objects.filter(label="drained").count() == 1
-
-
-def test_the_backend_follows_the_settings(settings: Any) -> None:
-    settings.FUSION_JOBS_BROKER_URL = ""
-    assert type(get_backend()) is InlineBackend
-    settings.FUSION_JOBS_BROKER_URL = DOWN_URL
-    assert type(get_backend()) is BrokerBackend
-    assert get_backend() is get_backend()  # chosen once
-    settings.FUSION_JOBS_EAGER = True
-    assert type(get_backend()) is InlineBackend
-    stub = StubBackend()
-    with use_backend(stub):
-        assert get_backend() is stub
-    assert type(get_backend()) is InlineBackend
