@@ -198,9 +198,17 @@ def main(argv: list[str] | None = None) -> int:
         log(
             f"machine: {machine['cores']} cores {machine['cpu']}; peers: {', '.join(p.key for p in peers)}; logs in {logdir}"
         )
-        reps = [run_rep(rep, args, peers, logdir, deadline) for rep in range(args.reps)]
+        reps: list[dict[str, Any]] = []
+        for rep in range(args.reps):
+            try:
+                reps.append(run_rep(rep, args, peers, logdir, deadline))
+            except BenchError as exc:
+                if not reps:
+                    raise
+                log(f"rep {rep + 1} abandoned ({exc}); reporting the {len(reps)} complete repetition(s)")
+                break
         inline_results = {}
-        if "inline" not in args.skip:
+        if "inline" not in args.skip and time.time() < deadline:
             try:
                 inline_results = inline.run(args.reps, args.inline_calls)
             except BenchError as exc:  # the peers' figures are still worth reporting

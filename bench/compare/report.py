@@ -165,12 +165,14 @@ def write_docs(
     machine, args = result["machine"], result["args"]
     versions = ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items())
     loads = ", ".join(f"{r['load'][0]:.1f}" for r in result["reps"])
-    chart_md = f"![throughput and latency]({os.path.relpath(chart, path.parent)})\n\n" if chart else ""
+    chart_md = (
+        f"![throughput and latency]({os.path.relpath(chart.resolve(), path.parent)})\n\n" if chart else ""
+    )
     body = f"""{DOC_BEGIN}
 ## Latest run: {result["finished_at"]}
 
-{args["n"]:,} runs per drain for every peer ({args["dd_n"]:,} for django-dramatiq admin), {args["reps"]}
-repetitions, {args["enqueue_n"]:,} single enqueues per client, {args["batch_runs"]:,} runs per batch size,
+{args["n"]:,} runs per drain for every peer ({args["dd_n"]:,} for django-dramatiq admin); repetitions:
+{len(result["reps"])}; {args["enqueue_n"]:,} single enqueues per client, {args["batch_runs"]:,} runs per batch size,
 {args["latency_n"]} enqueue→start samples (30 for the peers that poll). Medians over the repetitions; a ratio
 is the median of the per-repetition ratios (fusion-jobs ÷ peer). Duration {result["duration_s"] / 60:.0f} min.
 

@@ -1,4 +1,7 @@
-"""The peers fusion-jobs is compared with: bare Dramatiq, django-dramatiq's AdminMiddleware, Celery 5."""
+"""The peers' own modules, as their workers import them: apps, brokers and the no-op task of each system.
+
+``bench/compare/peers/`` declares how the harness drives each of them (one ``Peer`` record each).
+"""
 
 import os
 
