@@ -11,7 +11,6 @@ run leaves the other's tests out, and naming the other's tests is an error.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.session_state import SESSION_WORKER_PIDS
+from tests.support.processes import kill_group, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_URL = os.environ.get("FUSION_JOBS_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -210,17 +210,12 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL the whole process group: master and worker processes die mid-run."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        if self.proc:
+            kill_group(self.proc)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc:
+            stop_group(self.proc)
         self.log.close()
 
 

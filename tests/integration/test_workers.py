@@ -28,6 +28,7 @@ from fusion_jobs.models import CronSchedule, JobRun, WorkerHeartbeat
 from fusion_jobs.workers import GONE, LIVE, STALE, Heartbeat, list_workers, unconsumed_warnings
 from tests.conftest import BROKER_URL, ROOT, WorkerProcess, purge_queues, wait_for
 from tests.session_state import SESSION_WORKER_PIDS
+from tests.support.processes import environment
 
 BEAT = 0.5
 
@@ -366,8 +367,9 @@ def test_jobsstatus_on_an_unmigrated_or_missing_database_is_one_line_and_exit_1(
     database: str, said: str
 ) -> None:
     """A health check must fail with a reason, not a traceback."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FUSION_JOBS_", "DJANGO_"))}
-    env.update(DJANGO_SETTINGS_MODULE="tests.settings", FUSION_JOBS_TEST_DB=database)
+    env = environment(
+        ("FUSION_JOBS_", "DJANGO_"), DJANGO_SETTINGS_MODULE="tests.settings", FUSION_JOBS_TEST_DB=database
+    )
     out = subprocess.run(
         [sys.executable, "manage.py", "jobsstatus", "--json", "--no-broker"],
         cwd=ROOT,

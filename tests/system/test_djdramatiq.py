@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import psycopg
 import pytest
 
 from tests.conftest import BROKER_URL, wait_for
+from tests.support.processes import stop_group
 
 pytestmark = pytest.mark.broker
 
@@ -185,13 +185,7 @@ class Worker:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(90)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_group(self.proc, timeout=90)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ daemon is a property of the machine, not a service the suite is supposed to star
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import shutil
@@ -24,6 +23,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.support.processes import environment
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("web", "worker", "crons", "migrate")
@@ -128,10 +129,8 @@ def _free_port() -> int:
 
 def test_the_image_command_serves_the_production_settings(tmp_path: Path) -> None:
     """What the web container runs (gunicorn, DEBUG off, collected static files), without Docker."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "FUSION_JOBS_", "DATABASE_URL"))
-    }
-    env.update(
+    env = environment(
+        ("DJANGO_", "FUSION_JOBS_", "DATABASE_URL"),
         DJANGO_SETTINGS_MODULE="example.settings",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
         DJANGO_ALLOWED_HOSTS="localhost,127.0.0.1",

@@ -46,6 +46,7 @@ import fusion_jobs
 from fusion_jobs.backends.broker import reset_broker
 from fusion_jobs.models import JobRun, WorkerLease
 from tests.conftest import BROKER_URL, IN_CI, ROOT, wait_for
+from tests.support.processes import environment
 from tests.testapp.models import Marker
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(480)]
@@ -164,7 +165,7 @@ class Host:
         netloc = f"{broker.username}:{broker.password}@{address}:5672"
         url = urlunsplit((broker.scheme, netloc, broker.path, f"heartbeat={HEARTBEAT}", ""))
         self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("FUSION_JOBS_")},
+            **environment(),
             "DJANGO_SETTINGS_MODULE": "tests.support.cron_settings",
             "FUSION_JOBS_TEST_DB": db_name,
             "FUSION_JOBS_WORKER_BROKER_URL": url,

@@ -9,7 +9,6 @@ is a real ``migrate`` of the test app ``tests.opsapp`` (0002 adds the ``colour``
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from django.core.management import call_command
 import fusion_jobs
 from fusion_jobs.models import JobRun, WorkerHeartbeat
 from tests.conftest import BROKER_URL, ROOT, purge_queues, wait_for
+from tests.support.processes import alive, stop_group
 
 pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
 
@@ -66,13 +66,7 @@ class Command:
         return self.output().count("Worker process is ready for action") >= count
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_group(self.proc, timeout=30)
         self.log.close()
 
 
@@ -118,7 +112,7 @@ def test_a_run_enqueued_after_migrate_sees_the_new_column(
         assert old.status == "succeeded" and old.result["pid"] == old_pid and old.attempts == 1
         assert worker.output().count(MIGRATED) == 1  # one line for one migrate
         assert worker.proc.poll() is None
-        wait_for(lambda: not _alive(old_pid), timeout=30, what="the old process to exit")
+        wait_for(lambda: not alive(old_pid), timeout=30, what="the old process to exit")
     finally:
         worker.stop()
 
@@ -189,11 +183,3 @@ def test_reload_replaces_the_processes_when_a_source_file_changes(
     finally:
         source.write_text(original)
         worker.stop()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -19,15 +18,14 @@ from django.utils import timezone
 import fusion_jobs
 from fusion_jobs.models import CronSchedule, JobRun, WorkerLease
 from tests.conftest import BROKER_URL, ROOT, wait_for
+from tests.support.processes import environment, kill_group, stop_group
 from tests.testapp.models import Marker
 
 CRON = "t-cron-every-minute"  # declared by tests.support.cron_registrars.register_every_minute
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FUSION_JOBS_")}
-    env.update(DJANGO_SETTINGS_MODULE="tests.support.cron_settings", PYTHONUNBUFFERED="1", **extra)
-    return env
+    return environment(DJANGO_SETTINGS_MODULE="tests.support.cron_settings", PYTHONUNBUFFERED="1", **extra)
 
 
 def runcrons(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -160,19 +158,13 @@ class CronProcess:
 
     def kill(self) -> None:
         assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
+        kill_group(self.proc)
 
-    def stop(self) -> int:
+    def stop(self) -> int | None:
         assert self.proc is not None
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        code = stop_group(self.proc)
         self.log.close()
-        return self.proc.returncode
+        return code
 
 
 def cron_runs() -> list[JobRun]:

@@ -12,28 +12,19 @@ import pytest
 from example.agent.models import AgentTick
 from fusion_jobs.models import CronSchedule, JobRun
 from tests.conftest import BROKER_URL, ROOT, wait_for
+from tests.example.agent.test_agent_crons import CONTRACT as SIX
+from tests.support.processes import environment
 
 pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
 
-SIX = {
-    "proactive-agent-every-minute": ("* * * * *", "proactive-agent-tick"),
-    "agent-delivery-retry-every-minute": ("* * * * *", "agent-delivery-retry-tick"),
-    "agent-retention-daily": ("0 3 * * *", "agent-retention-tick"),
-    "agent-embedding-backfill": ("*/5 * * * *", "agent-embedding-backfill-tick"),
-    "agent-memory-consolidation-daily": ("30 3 * * *", "agent-memory-consolidation-tick"),
-    "agent-digest-briefing": ("30 7 * * *", "agent-digest-tick"),
-}
-
 
 def env(db: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("FUSION_JOBS_")}
-    clean.update(
+    return environment(
         DJANGO_SETTINGS_MODULE="tests.example.settings",
         FUSION_JOBS_TEST_DB=db,
         FUSION_JOBS_WORKER_BROKER_URL=BROKER_URL,
         PYTHONUNBUFFERED="1",
     )
-    return clean
 
 
 def test_runcrons_twice_registers_the_six_crons_once(test_db_name, worker):

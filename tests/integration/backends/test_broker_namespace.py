@@ -16,7 +16,8 @@ import fusion_jobs
 from fusion_jobs.conf import broker_queue, logical_queue
 from fusion_jobs.models import JobRun
 from tests.conftest import BROKER_URL, purge_queues, wait_for
-from tests.system.faults.test_supervision import descendants, marker_pid
+from tests.support.processes import descendants
+from tests.system.faults.test_supervision import marker_pid
 
 pytestmark = [pytest.mark.broker]
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -14,17 +13,16 @@ from django.utils import timezone
 from fusion_jobs.management.commands.importdramatiqtasks import run_from_task
 from fusion_jobs.models import JobRun
 from fusion_jobs.recording import TRACEBACK_LIMIT
+from tests.support.processes import environment
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("FUSION_JOBS_")}
-    clean.update(DJANGO_SETTINGS_MODULE="tests.settings", **env)
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env=clean,
+        env=environment(DJANGO_SETTINGS_MODULE="tests.settings", **env),
         capture_output=True,
         text=True,
         timeout=60,

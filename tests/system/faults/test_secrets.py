@@ -17,6 +17,7 @@ import fusion_jobs
 from fusion_jobs.backends.broker import reset_broker
 from fusion_jobs.models import JobRun
 from tests.conftest import IN_CI, ROOT, WorkerProcess, wait_for
+from tests.support.processes import environment
 
 pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
 
@@ -83,8 +84,7 @@ def test_password_never_shown(settings, sentinel_user, test_db_name, client, adm
         reset_broker()
 
     # Command output.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FUSION_JOBS_")}
-    env.update(
+    env = environment(
         DJANGO_SETTINGS_MODULE="tests.settings", FUSION_JOBS_WORKER_BROKER_URL=f"redis://u:{SENTINEL}@x/"
     )
     out = subprocess.run(

@@ -19,30 +19,12 @@ import pytest
 import fusion_jobs
 from fusion_jobs.models import JobRun
 from tests.conftest import BROKER_URL, ROOT, WorkerProcess, purge_queues, wait_for
+from tests.support.processes import alive, descendants
 from tests.testapp.models import Marker
 
 pytestmark = [pytest.mark.broker]
 
 VHOST = unquote(urlsplit(BROKER_URL).path[1:]) or "/"
-
-
-def descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        out = subprocess.run(["pgrep", "-P", str(todo.pop())], capture_output=True, text=True).stdout
-        children = [int(p) for p in out.split()]
-        found += children
-        todo += children
-    return found
-
-
-def alive(pid: int) -> bool:
-    """Running and not a zombie (an orphan's zombie may linger where PID 1 does not reap)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def consumers(queue: str) -> int:

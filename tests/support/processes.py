@@ -1,0 +1,53 @@
+"""Subprocesses of the tests: a clean environment for them, stopping a whole process group, the tree below a pid."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from typing import Any
+
+
+def environment(drop: tuple[str, ...] = ("FUSION_JOBS_",), **values: str) -> dict[str, str]:
+    """This process's environment without the variables whose names start with ``drop``, plus ``values``."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(drop)}, **values}
+
+
+def kill_group(proc: subprocess.Popen[Any]) -> None:
+    """SIGKILL the process group of ``proc`` (started with ``start_new_session=True``)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def stop_group(proc: subprocess.Popen[Any], timeout: float = 20) -> int | None:
+    """SIGTERM the process group and wait; SIGKILL it if it has not stopped within ``timeout`` seconds."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+    return proc.returncode
+
+
+def descendants(pid: int) -> list[int]:
+    """The process ids below ``pid``: children, their children, and so on."""
+    found, todo = [], [pid]
+    while todo:
+        out = subprocess.run(
+            ["pgrep", "-P", str(todo.pop())], capture_output=True, text=True, check=False
+        ).stdout
+        children = [int(p) for p in out.split()]
+        found += children
+        todo += children
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running and not a zombie (an orphan's zombie may linger where PID 1 does not reap)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
