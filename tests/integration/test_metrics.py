@@ -20,15 +20,10 @@ from fusion_jobs.backends.broker import publish
 from fusion_jobs.models import JobRun
 from fusion_jobs.registry import get_task
 from tests.conftest import purge_queues, wait_for
+from tests.support.processes import free_port
 
 NAMESPACE = "fjmetrics"  # this test's worker consumes only these queues
 QUEUE = "fj-metrics"  # t-metrics-* tasks: only the known-workload test's worker consumes it
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

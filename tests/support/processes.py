@@ -1,9 +1,10 @@
-"""Subprocesses of the tests: a clean environment for them, stopping a whole process group, the tree below a pid."""
+"""Subprocesses of the tests: a clean environment, a free port, stopping a process group, the tree below a pid."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 from typing import Any
 
@@ -51,3 +52,10 @@ def alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on (for a server the test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -13,7 +13,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.processes import environment
+from tests.support.processes import environment, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("web", "worker", "crons", "migrate")
@@ -121,12 +120,6 @@ def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
     assert {".git", ".venv", "db.sqlite3", "media", "tests", "bench", ".env"} <= ignored
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_the_image_command_serves_the_production_settings(tmp_path: Path) -> None:
     """What the web container runs (gunicorn, DEBUG off, collected static files), without Docker."""
     env = environment(
@@ -152,7 +145,7 @@ def test_the_image_command_serves_the_production_settings(tmp_path: Path) -> Non
             timeout=120,
         )
         assert done.returncode == 0, done.stdout + done.stderr
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "gunicorn.log").open("wb")
     proc = subprocess.Popen(
         [str(gunicorn), "example.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "2"],

@@ -13,7 +13,6 @@ Uses the PgBouncer of ``scripts/test.sh`` (``FUSION_JOBS_TEST_PGBOUNCER_PORT``),
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -28,12 +27,7 @@ from django.db import connections
 from fusion_jobs import admission
 from fusion_jobs.registry import get_task
 from tests.conftest import IN_CI, ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.processes import free_port
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +40,7 @@ def pgbouncer_port() -> Iterator[int]:
         if IN_CI:
             pytest.fail("pgbouncer is not installed and CI=true (scripts/pgbouncer.sh installs it)")
         pytest.skip("pgbouncer is not installed")
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="fj-pgbouncer-") as directory:
         subprocess.run([ROOT / "scripts/pgbouncer.sh", "start", directory, str(port), "4"], check=True)
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 from datetime import UTC, datetime
 
@@ -14,6 +13,7 @@ import fusion_jobs
 from fusion_jobs.models import CronSchedule
 from fusion_jobs.scheduler.firing import Publisher, fire_due
 from tests.conftest import wait_for
+from tests.support.processes import free_port
 from tests.system.test_runcrons import CronProcess
 
 
@@ -53,12 +53,6 @@ def test_ticks_fired_on_time_late_and_skipped_are_counted(clock, recorder):
     assert counter("skipped", "m-latest") - before["skipped", "m-latest"] == 2
     assert counter("late", "m-all") - before["late", "m-all"] == 3  # all three caught up
     assert counter("skipped", "m-all") - before["skipped", "m-all"] == 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.broker

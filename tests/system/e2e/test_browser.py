@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = "/usr/bin/chromium"
@@ -49,12 +50,6 @@ def _unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} and CI=true: install Debian's chromium (scripts/browser.sh does)")
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _filler(topic: str, n: int) -> str:
@@ -105,7 +100,7 @@ def example_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         timeout=120,
     )
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
-    port = _free_port()
+    port = free_port()
     log_path = tmp / "runserver.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
