@@ -41,7 +41,7 @@ FUSION_JOBS_QUEUE_TYPE=quorum FUSION_JOBS_TEST_BROKER_URL="amqp://guest:guest@12
   .venv/bin/python -m pytest -m broker tests/integration/backends/test_broker.py tests/integration/backends/test_queues.py \
   tests/system/test_pgbouncer.py tests/system/faults tests/integration/test_relay.py \
   tests/integration/backends/test_broker_namespace.py tests/integration/middleware/test_lifecycle.py \
-  tests/integration/scheduler/test_overlap.py --ignore=tests/system/faults/test_outages.py \
+  tests/integration/test_admission.py --ignore=tests/system/faults/test_outages.py \
   --ignore=tests/system/faults/test_secrets.py --ignore=tests/system/faults/test_supervision.py
 rabbitmqctl -q delete_vhost "$QUORUM_VHOST"
 # Fourth pass: the worker, runcrons, the relay, the admin and the fault suite through PgBouncer in
@@ -57,8 +57,8 @@ prepared=$([ "$(cat "$PGB_DIR/prepared_statements")" = on ] && echo 1 || echo 0)
 # --reuse-db: Django's DROP DATABASE at the end would find PgBouncer's pooled server connections.
 PGPORT=$PGB_PORT FUSION_JOBS_TEST_DB=$PGB_DB FUSION_JOBS_TEST_PGBOUNCER_PORT=$PGB_PORT \
   FUSION_JOBS_PREPARED_STATEMENTS=$prepared .venv/bin/python -m pytest --reuse-db tests/system/test_pgbouncer.py \
-  tests/system/faults tests/integration/test_relay.py tests/integration/admin/test_runs.py tests/system/test_runcrons.py \
-  tests/integration/scheduler/test_overlap.py tests/integration/middleware/test_lifecycle.py \
+  tests/system/faults tests/integration/test_relay.py tests/integration/admin/test_runs.py \
+  tests/system/test_runcrons.py tests/integration/test_admission.py tests/integration/middleware/test_lifecycle.py \
   --ignore=tests/system/faults/test_outages.py
 scripts/pgbouncer.sh stop "$PGB_DIR"
 psql -h 127.0.0.1 -U "${PGUSER:-postgres}" -qc "DROP DATABASE IF EXISTS $PGB_DB"
