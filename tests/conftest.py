@@ -22,13 +22,16 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.session_state import SESSION_WORKER_PIDS
 from tests.support.processes import kill_group, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKER_URL = os.environ.get("FUSION_JOBS_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TEST_QUEUES = ("default", "fj-crash")
+#: Supervisor pids of the session's worker (``worker``): its processes heartbeat into the test
+#: database too, and tests of the workers registry leave its rows out. (``tests`` is a package, so
+#: test modules importing ``tests.conftest`` share this module with pytest.)
+SESSION_WORKER_PIDS: set[int] = set()
 
 
 def _port_open(host: str, port: int) -> bool:

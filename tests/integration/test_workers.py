@@ -26,8 +26,7 @@ from django.utils import timezone
 import fusion_jobs
 from fusion_jobs.models import CronSchedule, JobRun, WorkerHeartbeat
 from fusion_jobs.workers import GONE, LIVE, STALE, Heartbeat, list_workers, unconsumed_warnings
-from tests.conftest import BROKER_URL, ROOT, WorkerProcess, purge_queues, wait_for
-from tests.session_state import SESSION_WORKER_PIDS
+from tests.conftest import BROKER_URL, ROOT, SESSION_WORKER_PIDS, WorkerProcess, purge_queues, wait_for
 from tests.support.processes import environment
 
 BEAT = 0.5
