@@ -22,10 +22,11 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from .backends import get_backend
-from .backends.base import Outgoing
+from .backends.base import BaseBackend, Outgoing
 from .backends.inline import InlineOutcome, run_inline
 from .conf import PUBLISH_ERROR_POLICIES, jobs_settings
 from .exceptions import PublishError
+from .marking import mark_later
 from .models import JobRun, RunMode, RunStatus
 from .recording import db_alias, mark_published
 from .registry import Task
@@ -73,6 +74,31 @@ def mark_runs(messages: Sequence[Outgoing]) -> None:
         )
     except DatabaseError as exc:
         logger.warning("%d published run(s) could not be marked published: %s", len(messages), exc)
+
+
+def mark_runs_later(messages: Sequence[Outgoing]) -> None:
+    """:func:`mark_runs` by this process's marking thread, moments later (``fusion_jobs.marking``).
+
+    For ``enqueue()``: no statement on the caller's path. The relay only takes runs older than
+    its minimum age, and the workers mark the runs when they start them.
+    """
+    mark_later([m.run_id for m in messages])
+
+
+def hand_off(messages: Sequence[Outgoing], backend: BaseBackend) -> Unpublished | None:
+    """Send runs whose rows are committed to disk without waiting for the broker (``enqueue_many``).
+
+    The backend streams the messages on a confirm channel and each run is marked published when
+    its confirm comes; a message never confirmed (a nack, a lost connection, a process that
+    died) leaves its run for the relay. ``PublishError`` (no connection): all kept for the relay.
+    """
+    return publish_and_mark(
+        messages, publish=lambda part: backend.hand_off(part, mark_later), mark=_marked_when_confirmed
+    )
+
+
+def _marked_when_confirmed(messages: Sequence[Outgoing]) -> None:
+    """Nothing to do after a hand-off: the confirms mark the runs as they come."""
 
 
 def publish_and_mark(
@@ -147,7 +173,9 @@ __all__ = [
     "RAISE",
     "Outgoing",
     "Unpublished",
+    "hand_off",
     "mark_runs",
+    "mark_runs_later",
     "policy_for",
     "publish_and_mark",
 ]

@@ -23,11 +23,14 @@ from ..conf import broker_queue, jobs_settings
 from ..context import current_run_id
 from ..handle import RunHandle
 from ..models import GATE_EAGER, HANDLE_INLINE, HANDLE_QUEUED, JobRun
-from ..recording import db_alias
+from ..recording import db_alias, insert_runs
 from ..registry import Task
 from ..utils import json_roundtrip
 
 logger = logging.getLogger("fusion_jobs")
+
+#: Runs per INSERT of ``enqueue_many()``.
+BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,16 @@ class BaseBackend:
     def publish(self, messages: Sequence[Outgoing]) -> None:
         """Put every message on the broker, confirmed; ``PublishError`` when it did not take them."""
         raise NotImplementedError
+
+    def hand_off(self, messages: Sequence[Outgoing], on_confirmed: Callable[[list[str]], None]) -> None:
+        """Send messages of runs already on disk without waiting for the broker's confirms.
+
+        ``on_confirmed`` gets the runs whose messages the broker confirmed, when it does; one
+        never confirmed is left for the relay. ``PublishError``: nothing was sent. By default a
+        confirmed :meth:`publish`.
+        """
+        self.publish(messages)
+        on_confirmed([m.run_id for m in messages])
 
     def enqueue(self, run: NewRun) -> RunHandle:
         """Write the run's row in the caller's transaction; run or publish it once that commits."""
@@ -121,12 +134,18 @@ def caller() -> str:
 def write_runs(
     task: Task, payloads: list[dict[str, Any]], enqueued_by: str, *, queued: bool
 ) -> tuple[str, list[RunHandle]]:
-    """``enqueue_many()``'s rows in one multi-row INSERT; returns the database alias and handles."""
-    rows = [JobRun.new_run(task, payload, queued=queued, enqueued_by=enqueued_by) for payload in payloads]
+    """``enqueue_many()``'s rows, one INSERT per :data:`BATCH`; returns the database alias and handles.
+
+    Committed with the caller's transaction, or outside one by a commit that waits for the disk:
+    the broker backend then sends their messages without waiting for confirms.
+    """
+    template = JobRun.new_run(task, {}, queued=queued, enqueued_by=enqueued_by)
+    run_ids = [str(uuid.uuid4()) for _ in payloads]
     alias = db_alias()
-    JobRun.objects.using(alias).bulk_create(rows, batch_size=1000)
+    for start in range(0, len(run_ids), BATCH):
+        insert_runs(template, run_ids[start : start + BATCH], payloads[start : start + BATCH], using=alias)
     mode = HANDLE_QUEUED if queued else HANDLE_INLINE
-    return alias, [RunHandle(str(row.pk), mode, task.name) for row in rows]
+    return alias, [RunHandle(run_id, mode, task.name) for run_id in run_ids]
 
 
 def raise_if(error: Exception | None, may_raise: bool = True) -> None:

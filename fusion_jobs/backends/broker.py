@@ -6,10 +6,12 @@ configured, so pika is never loaded and no connection is attempted there.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
@@ -29,6 +31,7 @@ from ..models import GATE_BROKER
 from ..registry import Task, all_tasks, on_register
 from ..utils import mask_url, scrub
 from .base import Outgoing
+from .confirms import ConfirmingPublisher, Envelope
 from .publisher import PublisherPool
 from .queued import QueuingBackend
 from .queues import dead_letter_arguments, declare, main_arguments
@@ -175,6 +178,11 @@ def reset_broker() -> None:
         for pool in _pools.values():
             pool.close()
         _pools.clear()
+        for confirming in _confirming.values():
+            confirming.close(float(jobs_settings.PUBLISH_TIMEOUT))
+            atexit.unregister(confirming.close)
+        _confirming.clear()
+        _declared.clear()
         if _broker is not None:
             try:
                 _broker.close()
@@ -333,11 +341,16 @@ def publish_many(
     *,
     retries: list[int] | None = None,
     traceparents: list[str | None] | None = None,
+    on_confirmed: Callable[[list[str]], None] | None = None,
 ) -> None:
     """Publish several runs' messages, each confirmed by the broker; PublishError on any failure.
 
     With confirms on, RabbitMQ acknowledges a persistent message only once it is on disk, so a
-    message that returned from here survives a broker crash.
+    message that returned from here survives a broker crash. With ``on_confirmed``, for runs
+    whose rows are already on disk, the call does not wait: the messages go to the process's
+    confirming publisher (``backends.confirms``), which calls ``on_confirmed`` with the runs as
+    their confirms come. ``PublishError`` then means no connection (nothing was sent); a message
+    lost after the hand-off is never confirmed, so its run is left for the relay.
     """
     url = str(jobs_settings.BROKER_URL or "")
     started = time.monotonic()
@@ -350,7 +363,12 @@ def publish_many(
             if traceparents and traceparents[index]:
                 options["traceparent"] = traceparents[index]
             messages.append((_message(task_obj, run_id, kwargs, options), delay_ms))
-        _publish_raw(broker, messages)
+        if on_confirmed is None or any(delay_ms is not None for _, delay_ms in messages):
+            _publish_raw(broker, messages)
+            if on_confirmed is not None:
+                on_confirmed([run_id for _, run_id, *_ in items])
+        else:
+            _hand_off(broker, [message for message, _ in messages], on_confirmed)
     except PublishError:
         raise
     except Exception as exc:
@@ -363,6 +381,54 @@ def publish_many(
         ) from None
 
 
+_confirming: dict[tuple[int, int], ConfirmingPublisher] = {}
+_declared: set[tuple[int, str]] = set()
+
+
+def _hand_off(broker: RabbitmqBroker, messages: list[Any], on_confirmed: Callable[[list[str]], None]) -> None:
+    """Give the messages to the process's confirming publisher; each queue is declared once first.
+
+    The publisher is made by the first hand-off, with its ``on_confirmed``.
+    """
+    queues = {message.queue_name for message in messages}
+    for queue in queues:
+        if (id(broker), queue) not in _declared:
+            with _pool(broker).lease() as publisher:
+                publisher.declare(queue)  # QueueMismatch, a connection error: the caller's policy
+            _declared.add((id(broker), queue))
+    key = (id(broker), os.getpid())  # a forked child starts its own threads
+    confirming = _confirming.get(key)
+    if confirming is None:
+        with _lock:
+            confirming = _confirming.get(key)
+            if confirming is None:
+                timeout = float(jobs_settings.PUBLISH_TIMEOUT)
+                confirming = ConfirmingPublisher(broker.parameters, on_confirmed, connect_timeout=timeout)
+                _confirming[key] = confirming
+                atexit.register(confirming.close, timeout)
+    physical = {queue: broker_queue(queue) for queue in queues}
+    confirming.publish(
+        [
+            Envelope(
+                run_id=message.message_id,
+                routing_key=physical[message.queue_name],
+                body=message.encode(),
+                priority=message.options.get("broker_priority"),
+            )
+            for message in messages
+        ]
+    )
+
+
+def flush_publishes(timeout: float) -> bool:
+    """Wait until every message this process handed off is confirmed, refused or lost; False
+    when ``timeout`` ran out first."""
+    deadline = time.monotonic() + timeout
+    return all(
+        confirming.flush(max(0.0, deadline - time.monotonic())) for confirming in list(_confirming.values())
+    )
+
+
 class BrokerBackend(QueuingBackend):
     """Runs go to Dramatiq workers through RabbitMQ, each message confirmed by the broker."""
 
@@ -373,4 +439,12 @@ class BrokerBackend(QueuingBackend):
             [(m.task, m.run_id, m.kwargs, None) for m in messages],
             retries=[m.retries for m in messages],
             traceparents=[m.traceparent for m in messages],
+        )
+
+    def hand_off(self, messages: Sequence[Outgoing], on_confirmed: Callable[[list[str]], None]) -> None:
+        publish_many(
+            [(m.task, m.run_id, m.kwargs, None) for m in messages],
+            retries=[m.retries for m in messages],
+            traceparents=[m.traceparent for m in messages],
+            on_confirmed=on_confirmed,
         )

@@ -8,13 +8,10 @@ from django.utils import timezone
 
 from ..handle import RunHandle
 from ..models import HANDLE_INLINE, HANDLE_QUEUED, JobRun
-from ..outbox import policy_for, publish_and_mark
+from ..outbox import hand_off, mark_runs_later, policy_for, publish_and_mark
 from ..recording import db_alias, insert_run
 from ..registry import Task
 from .base import BaseBackend, NewRun, Outgoing, after_commit, write_runs
-
-#: Runs per publish of ``enqueue_many()``: one AMQP transaction each.
-BATCH = 500
 
 
 class QueuingBackend(BaseBackend):
@@ -44,7 +41,9 @@ class QueuingBackend(BaseBackend):
     def _publish(self, run: NewRun, handle: RunHandle, may_raise: bool) -> None:
         message = Outgoing(run.task, run.run_id, run.kwargs, run.traceparent)
         policy = run.policy or policy_for(run.task)
-        unpublished = publish_and_mark([message], policy=policy, may_raise=may_raise, publish=self.publish)
+        unpublished = publish_and_mark(
+            [message], policy=policy, may_raise=may_raise, publish=self.publish, mark=mark_runs_later
+        )
         if unpublished is not None and unpublished.outcome is not None:
             outcome = unpublished.outcome
             handle.status, handle.result, handle.error = outcome.status, outcome.result, outcome.error
@@ -54,8 +53,7 @@ class QueuingBackend(BaseBackend):
     def enqueue_many(self, task: Task, payloads: list[dict[str, Any]], enqueued_by: str) -> list[RunHandle]:
         alias, handles = write_runs(task, payloads, enqueued_by, queued=True)
         messages = [Outgoing(task, h.run_id, p) for h, p in zip(handles, payloads, strict=True)]
-        # A batch is never run inline: what does not reach the broker stays for the relay.
-        after_commit(
-            alias, lambda _may_raise: publish_and_mark(messages, chunk_size=BATCH, publish=self.publish)
-        )
+        # Committed to disk with the rows, so the messages need not wait for their confirms; a
+        # batch is never run inline: what does not reach the broker stays for the relay.
+        after_commit(alias, lambda _may_raise: hand_off(messages, self))
         return handles

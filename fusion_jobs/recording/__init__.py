@@ -11,9 +11,9 @@
 from __future__ import annotations
 
 from .batch import apply_batch, finish_failure, finish_success, mark_retrying, start_attempt
-from .marks import cancel, mark_published, mark_skipped, write_progress
+from .marks import cancel, mark_published, mark_published_late, mark_skipped, write_progress
 from .places import db_alias, worker_id
-from .sql import insert_run
+from .sql import insert_run, insert_runs
 from .sweep import sweep_stuck
 from .transitions import (
     ERROR_LIMIT,
@@ -49,7 +49,9 @@ __all__ = [
     "finish_failure",
     "finish_success",
     "insert_run",
+    "insert_runs",
     "mark_published",
+    "mark_published_late",
     "mark_retrying",
     "mark_skipped",
     "start_attempt",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from ..models import TERMINAL_STATUSES, JobRun, RunStatus
@@ -43,6 +43,35 @@ def mark_published(run_id: str) -> None:
         logger.warning(
             "run %s was published but could not be marked so (%s); the worker will mark it", run_id, exc
         )
+
+
+def mark_published_late(run_ids: list[str]) -> None:
+    """Mark runs published some time after their messages were confirmed (``fusion_jobs.marking``).
+
+    Only a run still as it was enqueued: queued, never started, not held for a later time. By the
+    time a late mark is written a worker may have taken the run and put it back for a retry (or
+    parked it), unpublished on purpose for the relay to publish when due; marking it would strand
+    it. ``SKIP LOCKED``: a row locked now is most likely a worker starting the run, and the start
+    sets ``published_at`` itself; waiting could only delay the start (or deadlock with a batch
+    that takes the rows in another order). A run skipped otherwise is at worst published again
+    by the relay, and the worker skips the copy.
+    """
+    alias = db_alias()
+    with transaction.atomic(using=alias):
+        free = list(
+            JobRun.objects.using(alias)
+            .filter(
+                pk__in=run_ids,
+                published_at__isnull=True,
+                status=RunStatus.QUEUED,
+                attempts=0,
+                next_attempt_at__isnull=True,
+            )
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)
+        )
+        if free:
+            JobRun.objects.using(alias).filter(pk__in=free).update(published_at=timezone.now())
 
 
 def cancel(run_ids: list[str]) -> int:

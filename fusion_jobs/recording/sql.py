@@ -211,6 +211,42 @@ def insert_run(row: JobRun, *, using: str, durable: bool = True) -> None:
     row._state.db = using
 
 
+def insert_runs(template: JobRun, run_ids: list[str], payloads: list[Any], *, using: str) -> None:
+    """INSERT runs that differ only in id and arguments (``enqueue_many``): one statement.
+
+    On PostgreSQL the template's other values are prepared once and the database pairs each id
+    with its arguments (two array parameters), where ``bulk_create`` prepares every field of
+    every row, most of a batch's time. Elsewhere, ``bulk_create`` of copies of the template.
+    Its commit is the caller's (or, outside a transaction, one that waits for the disk).
+    """
+    connection = connections[using]
+    fields = JobRun._meta.concrete_fields
+    if connection.vendor != "postgresql":
+        rows = []
+        for run_id, payload in zip(run_ids, payloads, strict=True):
+            row = JobRun(**{f.attname: getattr(template, f.attname) for f in fields})
+            row.id, row.kwargs = run_id, payload
+            rows.append(row)
+        JobRun.objects.using(using).bulk_create(rows)
+        return
+    paired = {"id": "t.id", "kwargs": "t.kwargs"}
+
+    def build(c: Callable[[str], str], table: str) -> str:
+        return (
+            f"INSERT INTO {table} ({', '.join(c(f.name) for f in fields)}) "  # noqa: S608
+            f"SELECT {', '.join(paired.get(f.name, '%s') for f in fields)} "
+            "FROM ROWS FROM (unnest(CAST(%s AS uuid[])), jsonb_array_elements(CAST(%s AS jsonb))) "
+            "AS t(id, kwargs)"
+        )
+
+    params = [
+        f.get_db_prep_save(f.pre_save(template, True), connection) for f in fields if f.name not in paired
+    ]
+    params += [_pg_array(run_ids), json.dumps(payloads)]
+    with connection.cursor() as cursor:
+        cursor.execute(_statement(connection, "insert-many", build), params)
+
+
 def _unindexed(table: str, column: str) -> str:
     """``column`` as an expression no index matches.
 

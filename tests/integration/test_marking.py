@@ -1,0 +1,49 @@
+"""The marking thread: runs marked published in batches, and never a run a worker already took."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from fusion_jobs.marking import flush_marks, mark_later, stop_marking
+from fusion_jobs.models import JobRun, RunMode, RunStatus
+from fusion_jobs.recording import mark_published_late
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_row(**fields: object) -> str:
+    run_id = str(uuid.uuid4())
+    values: dict[str, object] = {"task_name": "t-record", "queue": "default", "mode": RunMode.WORKER}
+    JobRun.objects.create(id=run_id, kwargs={"label": "m"}, **{**values, **fields})
+    return run_id
+
+
+def published(run_id: str) -> bool:
+    return JobRun.objects.get(pk=run_id).published_at is not None
+
+
+def test_a_late_mark_marks_only_runs_still_as_enqueued() -> None:
+    fresh = run_row()
+    retrying = run_row(status=RunStatus.RETRYING, attempts=1, next_attempt_at=timezone.now())
+    back_in_queue = run_row(status=RunStatus.QUEUED, attempts=1)  # taken, then put back
+    parked = run_row(next_attempt_at=timezone.now() + timedelta(hours=1))
+    running = run_row(status=RunStatus.RUNNING, attempts=1)
+    mark_published_late([fresh, retrying, back_in_queue, parked, running])
+    assert published(fresh)
+    assert not any(published(r) for r in (retrying, back_in_queue, parked, running))
+
+
+def test_mark_later_marks_in_the_background_and_stops_cleanly() -> None:
+    ids = [run_row() for _ in range(5)]
+    mark_later(ids[:2])
+    mark_later(ids[2:])
+    assert flush_marks(10)
+    assert all(published(r) for r in ids)
+    stop_marking()
+    assert "fusion-jobs-marker" not in [t.name for t in threading.enumerate()]
+    assert flush_marks(0)  # nothing waits any more
