@@ -254,12 +254,12 @@ def async_confirmed_way(protos: Prototypes) -> tuple[Callable[[], Any], Callable
     """Today's durability, lean: async INSERT, a confirmed publish on a bare channel, marks batched."""
     import pika
 
-    from fusion_jobs.backends.confirms import _Marker
+    from fusion_jobs.marking import Marker
 
     connection = pika.BlockingConnection(pika.URLParameters(BROKER_URL))
     channel = connection.channel()
     channel.confirm_delivery()
-    marker = _Marker(mark_many, 0.2)
+    marker = Marker(mark_many, 0.2)
 
     def call() -> None:
         run_id = protos.row(False)

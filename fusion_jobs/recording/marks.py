@@ -48,10 +48,10 @@ def mark_published(run_id: str) -> None:
 def mark_published_late(run_ids: list[str]) -> None:
     """Mark runs published some time after their messages were confirmed (``fusion_jobs.marking``).
 
-    Only a run still as it was enqueued: queued, never started, not held for a later time. By the
-    time a late mark is written a worker may have taken the run and put it back for a retry (or
-    parked it), unpublished on purpose for the relay to publish when due; marking it would strand
-    it. ``SKIP LOCKED``: a row locked now is most likely a worker starting the run, and the start
+    Only a run never started and not held for a later time (queued, or cancelled meanwhile). By
+    the time a late mark is written a worker may have taken the run and put it back for a retry
+    (or parked it), unpublished on purpose for the relay to publish when due; marking it would
+    strand it. ``SKIP LOCKED``: a row locked now is most likely a worker starting the run, and the start
     sets ``published_at`` itself; waiting could only delay the start (or deadlock with a batch
     that takes the rows in another order). A run skipped otherwise is at worst published again
     by the relay, and the worker skips the copy.
@@ -63,7 +63,6 @@ def mark_published_late(run_ids: list[str]) -> None:
             .filter(
                 pk__in=run_ids,
                 published_at__isnull=True,
-                status=RunStatus.QUEUED,
                 attempts=0,
                 next_attempt_at__isnull=True,
             )

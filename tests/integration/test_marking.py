@@ -29,12 +29,13 @@ def published(run_id: str) -> bool:
 
 def test_a_late_mark_marks_only_runs_still_as_enqueued() -> None:
     fresh = run_row()
+    cancelled = run_row(status=RunStatus.CANCELLED)  # cancelled after its publish: it was sent
     retrying = run_row(status=RunStatus.RETRYING, attempts=1, next_attempt_at=timezone.now())
     back_in_queue = run_row(status=RunStatus.QUEUED, attempts=1)  # taken, then put back
     parked = run_row(next_attempt_at=timezone.now() + timedelta(hours=1))
     running = run_row(status=RunStatus.RUNNING, attempts=1)
-    mark_published_late([fresh, retrying, back_in_queue, parked, running])
-    assert published(fresh)
+    mark_published_late([fresh, cancelled, retrying, back_in_queue, parked, running])
+    assert published(fresh) and published(cancelled)
     assert not any(published(r) for r in (retrying, back_in_queue, parked, running))
 
 

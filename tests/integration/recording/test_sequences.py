@@ -140,8 +140,10 @@ def test_cancelled_before_run_never_runs(broker_settings, worker, status_trail):
         what="the worker to receive and skip the cancelled run",
     )
     assert status_trail(handle.run_id) == [("queued", 0), ("cancelled", 0)]
-    run = JobRun.objects.get(pk=handle.run_id)
-    assert run.published_at is not None
+    run = wait_for(  # marked by the enqueuing process's marking thread (fusion_jobs.marking)
+        lambda: JobRun.objects.filter(pk=handle.run_id, published_at__isnull=False).first(),
+        what="the cancelled run to be marked published",
+    )
     assert run.started_at is None and run.skip_reason == "cancelled"
     assert not Marker.objects.filter(label="seq-cancelled").exists()
 
