@@ -15,9 +15,7 @@ from typing import Any
 import pytest
 
 import fusion_jobs
-from fusion_jobs.middleware.lifecycle import backoff_seconds
 from fusion_jobs.models import JobRun
-from fusion_jobs.registry import get_task
 from tests.conftest import BROKER_URL, WorkerProcess, wait_for
 from tests.integration.recording.test_sequences import Trail, recorded_statuses
 from tests.testapp.models import Marker
@@ -52,20 +50,6 @@ def crash_queue_is_ours() -> None:
     """A task that kills its worker must only ever reach workers this test started."""
     if consumers_on("fj-crash"):
         pytest.fail("another worker consumes queue 'fj-crash'; only the test's own workers may")
-
-
-@pytest.mark.parametrize(
-    ("retries_done", "low", "high"),
-    # A task may retry (nearly) forever, and a message's retries option may be up to 2**31 - 1: past
-    # ~1020 retries min * 2**retries overflowed a float, and the attempt's outcome was never written.
-    [(0, 0.2, 0.3), (1, 0.4, 0.6), (10, 1.0, 1.0), (1100, 1.0, 1.0), (10**6, 1.0, 1.0)],
-)
-def test_backoff_doubles_with_jitter_and_is_capped(settings, retries_done, low, high):
-    settings.FUSION_JOBS_RETRY_MIN_BACKOFF = 0.2
-    settings.FUSION_JOBS_RETRY_MAX_BACKOFF = 1.0
-    task_obj = get_task("t-record")  # no backoff of its own: the settings apply
-    delays = [backoff_seconds(task_obj, retries_done) for _ in range(50)]
-    assert all(low <= delay <= high for delay in delays)
 
 
 @pytest.mark.broker
