@@ -157,7 +157,7 @@ class Prototypes:
         self.broker = get_broker()
         enqueue(noop, p="w")  # declares the queue
 
-    def row(self, wait_for_disk: bool) -> str:
+    def row(self, durable: bool) -> str:
         import uuid
 
         from fusion_jobs.models import JobRun, RunMode
@@ -177,7 +177,7 @@ class Prototypes:
                 enqueued_by="bench",
             ),
             using=db_alias(),
-            wait_for_disk=wait_for_disk,
+            durable=durable,
         )
         return run_id
 
