@@ -69,7 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.compare", description=(__doc__ or "").split("\n")[0]
     )
-    parser.add_argument("--quick", action="store_true", help="small N and fewer samples (~6 min)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small N and fewer samples (~6 min on an idle machine)"
+    )
     parser.add_argument("--n", type=int, help="runs per drain, every peer (default 10000, --quick 2000)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
     parser.add_argument(
@@ -88,7 +90,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--json", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS.relative_to(ROOT)})"
     )
-    parser.add_argument("--max-minutes", type=float, help="stop after this long (default 25, --quick 10)")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        help="stop after this long, keeping the complete repetitions (default 20, --quick 10)",
+    )
     parser.add_argument(
         "--peers", nargs="+", metavar="KEY", help="only these peers (fusion_jobs always runs)"
     )
@@ -101,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.batch_runs = args.batch_runs or (2000 if quick else 5000)
     args.latency_n = args.latency_n or (50 if quick else 200)
     args.inline_calls = args.inline_calls or (1000 if quick else 3000)
-    args.max_minutes = args.max_minutes or (10.0 if quick else 25.0)
+    args.max_minutes = args.max_minutes or (10.0 if quick else 20.0)
     if args.reps < 1 or args.n < 100:
         parser.error("--reps must be >= 1 and --n >= 100")
     return args
