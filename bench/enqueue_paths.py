@@ -69,7 +69,8 @@ def setup_django() -> None:
     import bench.settings as base
 
     values = {name: getattr(base, name) for name in dir(base) if name.isupper()}
-    values["INSTALLED_APPS"] = [*values["INSTALLED_APPS"], "procrastinate.contrib.django"]
+    if "procrastinate.contrib.django" not in values["INSTALLED_APPS"]:
+        values["INSTALLED_APPS"] = [*values["INSTALLED_APPS"], "procrastinate.contrib.django"]
     values["DATABASES"]["default"]["NAME"] = DB
     values["LOGGING"] = {"version": 1, "disable_existing_loggers": False}
     settings.configure(**values)
@@ -278,13 +279,14 @@ def async_confirmed_way(protos: Prototypes) -> tuple[Callable[[], Any], Callable
 
 def proto_way(protos: Prototypes) -> tuple[Callable[[], Any], Callable[[], None]]:
     """(b) before it is ``enqueue()``: the INSERT waiting for the disk, the publish not waiting."""
-    from fusion_jobs.backends.confirms import ConfirmingPublisher, Outgoing
+    from fusion_jobs.backends.confirms import ConfirmingPublisher, Envelope
+    from fusion_jobs.marking import mark_later
 
-    publisher = ConfirmingPublisher(pika_parameters(), connect_timeout=2.0)
+    publisher = ConfirmingPublisher(pika_parameters(), mark_later, connect_timeout=2.0)
 
     def call() -> None:
         run_id = protos.row(True)
-        publisher.publish([Outgoing(run_id, QUEUE, protos.body(run_id))])
+        publisher.publish([Envelope(run_id, QUEUE, protos.body(run_id))])
 
     def finish() -> None:
         publisher.close(30)
@@ -380,12 +382,14 @@ def child(way: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def flush_confirms() -> float:
-    """Wait for the confirming publisher (this tree) to settle; returns the time it was done."""
+    """Wait for this tree's confirms and published marks; returns the time it was done."""
     try:
         from fusion_jobs.backends.broker import flush_publishes
-    except ImportError:  # the code before: every publish was confirmed when it returned
+        from fusion_jobs.marking import flush_marks
+    except ImportError:  # the code before: every publish was confirmed and marked when it returned
         return time.perf_counter()
     flush_publishes(30)
+    flush_marks(30)
     return time.perf_counter()
 
 

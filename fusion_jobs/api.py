@@ -125,12 +125,13 @@ def enqueue_many(task_or_name: Task | str, kwargs_list: list[dict[str, Any]]) ->
     """
     task_obj = get_task(task_or_name)
     payloads = []
+    limit = int(jobs_settings.MAX_PAYLOAD_BYTES)
     for index, kwargs in enumerate(kwargs_list):
         if not isinstance(kwargs, dict):
             raise PayloadError(
                 f"{task_obj.name}: kwargs_list[{index}] is a {type(kwargs).__name__}, not a dict"
             )
-        payloads.append(checked(task_obj, kwargs, label=f"{task_obj.name} (item {index})"))
+        payloads.append(checked(task_obj, kwargs, label=f"{task_obj.name} (item {index})", limit=limit))
     return get_backend().enqueue_many(task_obj, payloads, caller())
 
 

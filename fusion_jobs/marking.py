@@ -47,8 +47,10 @@ class Marker:
 
     def add(self, run_ids: list[str]) -> None:
         with self._cond:
+            idle = not self._ids
             self._ids.extend(run_ids)
-            self._cond.notify_all()
+            if idle or len(self._ids) >= MARK_BATCH:  # else the thread is gathering: no wake-up
+                self._cond.notify_all()
 
     def _run(self) -> None:
         try:

@@ -111,10 +111,15 @@ class BaseBackend:
             return self.enqueue(run)
 
 
-def checked(task: Task, kwargs: dict[str, Any], *, label: str = "") -> dict[str, Any]:
-    """``kwargs`` JSON round-tripped, or ``TaskArgumentsError``/``PayloadError`` naming ``label``."""
+def checked(
+    task: Task, kwargs: dict[str, Any], *, label: str = "", limit: int | None = None
+) -> dict[str, Any]:
+    """``kwargs`` JSON round-tripped, or ``TaskArgumentsError``/``PayloadError`` naming ``label``.
+
+    ``limit``: ``MAX_PAYLOAD_BYTES``, read once by a caller checking many (a setting costs a lookup).
+    """
     task.check_arguments(kwargs, label=label)
-    limit = int(jobs_settings.MAX_PAYLOAD_BYTES)
+    limit = int(jobs_settings.MAX_PAYLOAD_BYTES) if limit is None else limit
     payload: dict[str, Any] = json_roundtrip(kwargs, task_name=label or task.name, max_bytes=limit)[0]
     return payload
 

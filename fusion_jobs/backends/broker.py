@@ -241,10 +241,16 @@ def broker_priority(priority: int) -> int | None:
 
 
 def _message(
-    task_obj: Task, run_id: str, kwargs: dict[str, Any], options: dict[str, Any] | None = None
+    task_obj: Task,
+    run_id: str,
+    kwargs: dict[str, Any],
+    options: dict[str, Any] | None = None,
+    *,
+    level: int | None = None,
 ) -> Any:
+    """Dramatiq's message for a run; ``level``: ``broker_priority(task_obj.priority)``, given by a
+    caller building many."""
     options = dict(options or {})
-    level = broker_priority(task_obj.priority)
     if level is not None:  # kept by retries and delays: Dramatiq publishes it as the priority
         options["broker_priority"] = level
     return dramatiq.Message(
@@ -357,12 +363,16 @@ def publish_many(
     try:
         broker = get_broker()
         messages = []
+        levels: dict[str, int | None] = {}
         for index, (task_obj, run_id, kwargs, delay_ms) in enumerate(items):
-            declare_actor(task_obj, broker)
+            if task_obj.name not in levels:
+                declare_actor(task_obj, broker)
+                levels[task_obj.name] = broker_priority(task_obj.priority)
             options: dict[str, Any] = {"retries": retries[index]} if retries and retries[index] else {}
             if traceparents and traceparents[index]:
                 options["traceparent"] = traceparents[index]
-            messages.append((_message(task_obj, run_id, kwargs, options), delay_ms))
+            message = _message(task_obj, run_id, kwargs, options, level=levels[task_obj.name])
+            messages.append((message, delay_ms))
         if on_confirmed is None or any(delay_ms is not None for _, delay_ms in messages):
             _publish_raw(broker, messages)
             if on_confirmed is not None:
