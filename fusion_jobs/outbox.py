@@ -106,28 +106,21 @@ def publish_and_mark(
     *,
     policy: str = KEEP,
     may_raise: bool = True,
-    chunk_size: int | None = None,
     publish: Callable[[Sequence[Outgoing]], None] | None = None,
     mark: Mark = mark_runs,
 ) -> Unpublished | None:
-    """Publish ``messages`` (one confirmed publish, or batches of ``chunk_size``) and ``mark``
-    each batch published once the broker has it.
+    """Publish ``messages`` (one confirmed publish) and ``mark`` them published once the broker has them.
 
-    On ``PublishError`` the policy is applied to the runs not sent yet and returned as
-    :class:`Unpublished`. ``may_raise`` False (a hook after the caller's commit, which must not
-    skip the other hooks): the error of ``raise``, or the task's under ``inline`` with
-    ``INLINE_RAISE``, is logged, not raised. ``publish``: what sends them, the chosen backend's
-    ``publish`` by default.
+    On ``PublishError`` the policy is applied and returned as :class:`Unpublished`. ``may_raise``
+    False (a hook after the caller's commit, which must not skip the other hooks): the error of
+    ``raise``, or the task's under ``inline`` with ``INLINE_RAISE``, is logged, not raised.
+    ``publish``: what sends them, the chosen backend's ``publish`` by default.
     """
-    send = publish or get_backend().publish
-    size = chunk_size or len(messages) or 1
-    for start in range(0, len(messages), size):
-        part = messages[start : start + size]
-        try:
-            send(part)
-        except PublishError as exc:
-            return _fall_back(messages[start:], exc, policy, may_raise)
-        mark(part)
+    try:
+        (publish or get_backend().publish)(messages)
+    except PublishError as exc:
+        return _fall_back(messages, exc, policy, may_raise)
+    mark(messages)
     return None
 
 

@@ -50,19 +50,15 @@ def test_a_publish_reaches_the_backend_and_marks_the_runs(stub: StubBackend) -> 
     assert published(messages) == 3
 
 
-def test_chunks_already_sent_stay_marked_when_a_later_one_fails(stub: StubBackend) -> None:
-    messages = queued_runs(5)
-    sent: list[list[str]] = []
+def test_a_publish_that_fails_marks_nothing(stub: StubBackend) -> None:
+    messages = queued_runs(2)
 
-    def second_fails(part: Sequence[Outgoing]) -> None:
-        if sent:
-            raise fusion_jobs.PublishError("refused (test)")
-        sent.append([m.run_id for m in part])
+    def refuse(part: Sequence[Outgoing]) -> None:
+        raise fusion_jobs.PublishError("refused (test)")
 
-    unpublished = publish_and_mark(messages, chunk_size=2, publish=second_fails)
+    unpublished = publish_and_mark(messages, publish=refuse)
     assert unpublished is not None and "refused" in str(unpublished.error)
-    assert sent == [[m.run_id for m in messages[:2]]]
-    assert published(messages[:2]) == 2 and published(messages[2:]) == 0
+    assert published(messages) == 0 and stub.messages == []
 
 
 @pytest.mark.parametrize("policy", [KEEP, OUTBOX])

@@ -10,6 +10,7 @@ import pytest
 import fusion_jobs
 from fusion_jobs.backends import use_backend
 from fusion_jobs.backends.stub import StubBackend
+from fusion_jobs.marking import flush_marks
 from fusion_jobs.models import JobRun
 from fusion_jobs.registry import get_task
 from tests.testapp.models import Marker
@@ -37,5 +38,6 @@ def test_task_enqueue_goes_through_the_installed_backend(stub: StubBackend) -> N
     handle = get_task("t-record").enqueue(label="via the task")
     assert handle.mode == "queued"
     assert [m.run_id for m in stub.messages] == [handle.run_id]
+    assert flush_marks(10)
     assert JobRun.objects.get(pk=handle.run_id).published_at is not None
     assert not Marker.objects.filter(label="via the task").exists()
