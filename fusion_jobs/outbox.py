@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import DatabaseError
 from django.utils import timezone
 
 from .backends import get_backend
@@ -62,18 +61,12 @@ class Unpublished:
 def mark_runs(messages: Sequence[Outgoing]) -> None:
     """Note that the runs' messages are on the broker, so the relay leaves them alone.
 
-    A database error is logged, not raised: the messages are sent, and the workers mark the runs
+    Each mark is a commit that need not wait for the disk, and a database error is logged, not
+    raised (``recording.mark_published``): the messages are sent, and the workers mark the runs
     when they start them.
     """
-    if len(messages) == 1:
-        mark_published(messages[0].run_id)  # one run: a commit that need not wait for the disk
-        return
-    try:
-        JobRun.objects.using(db_alias()).filter(pk__in=[m.run_id for m in messages]).update(
-            published_at=timezone.now()
-        )
-    except DatabaseError as exc:
-        logger.warning("%d published run(s) could not be marked published: %s", len(messages), exc)
+    for message in messages:
+        mark_published(message.run_id)
 
 
 def mark_runs_later(messages: Sequence[Outgoing]) -> None:
