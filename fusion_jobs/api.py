@@ -18,7 +18,7 @@ from .backends.base import caller, checked
 from .conf import jobs_settings, queue_namespace
 from .exceptions import FusionJobsError, PayloadError
 from .handle import RunHandle
-from .models import GATE_BROKER, GATE_EAGER, JobRun
+from .models import JobRun
 from .outbox import OUTBOX
 from .recording import db_alias
 from .registry import Task, all_tasks, get_task
@@ -28,14 +28,18 @@ logger = logging.getLogger("fusion_jobs")
 
 
 def is_jobs_enabled() -> bool:
-    """True when a broker URL is configured and eager mode is off: ``enqueue()`` will publish."""
-    return bool(jobs_settings.BROKER_URL) and not bool(jobs_settings.EAGER)
+    """True when a broker URL is configured and eager mode is off: ``enqueue()`` will publish.
+
+    That is, when the chosen backend queues runs (``backends.get_backend()`` decides it).
+    """
+    return get_backend().queues_runs
 
 
 def get_jobs_status() -> dict[str, Any]:
     """What a status page shows: enabled, mode (``broker``/``eager``) and the masked broker URL."""
     url = str(jobs_settings.BROKER_URL or "")
-    enabled = is_jobs_enabled()
+    backend = get_backend()
+    enabled = backend.queues_runs
     if enabled:
         reason = "broker configured: jobs are queued to workers"
     elif url:
@@ -44,7 +48,7 @@ def get_jobs_status() -> dict[str, Any]:
         reason = "no broker configured (FUSION_JOBS_BROKER_URL): jobs run inline"
     return {
         "enabled": enabled,
-        "mode": GATE_BROKER if enabled else GATE_EAGER,
+        "mode": backend.gate,
         "broker": mask_url(url) if url else None,
         "namespace": queue_namespace(),
         "reason": reason,
