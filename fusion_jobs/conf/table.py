@@ -227,6 +227,11 @@ SETTINGS: dict[str, Setting] = {
         validate=_dotted_problem,
         expect="a list of dotted paths to functions (comma-separated in the environment)",
     ),
+    "CRON_AUTODISCOVER": Setting(
+        True,
+        bool,
+        "At `runcrons` start-up, also call `register_crons()` of every installed app's `crons` module.",
+    ),
     "CRON_POLL_INTERVAL": Setting(
         5.0,
         float,

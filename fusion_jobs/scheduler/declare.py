@@ -2,9 +2,10 @@
 
 A schedule has one of two origins, and the origin decides its lifetime:
 
-* **declared**: ``ensure_cron`` called by a registrar, a function listed in
-  ``FUSION_JOBS_CRON_REGISTRARS`` (and the built-in maintenance crons). ``runcrons`` calls them all at start-up (:func:`load_declarations`),
-  then marks every declared schedule no registrar declared again as orphaned
+* **declared**: ``ensure_cron`` called by a registrar: a function listed in
+  ``FUSION_JOBS_CRON_REGISTRARS``, ``register_crons()`` in an app's ``crons`` module (with
+  ``FUSION_JOBS_CRON_AUTODISCOVER``, on by default) and the built-in maintenance crons.
+  ``runcrons`` calls them all at start-up (:func:`load_declarations`), then marks every declared schedule no registrar declared again as orphaned
   (:func:`mark_orphans`): it stops firing and stays visible, never deleted.
 * **runtime**: ``ensure_cron`` called anywhere else (a view, a shell, a data migration), or the
   admin. No start-up touches it: it fires until :func:`delete_cron` or the admin deletes it.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from importlib import import_module
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -27,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.utils import timezone as dj_timezone
-from django.utils.module_loading import import_string
+from django.apps import apps
+from django.utils.module_loading import import_string, module_has_submodule
 
 from ..conf import jobs_settings
 from ..exceptions import CronError, PayloadError
@@ -217,15 +220,35 @@ class Declarations:
 MAINTENANCE_REGISTRAR = "fusion_jobs.tasks.register_maintenance_crons"
 
 
-def load_declarations() -> Declarations:
-    """Call every registrar once: the maintenance crons', then ``FUSION_JOBS_CRON_REGISTRARS`` in order.
+def registrar_paths() -> list[str]:
+    """Where ``runcrons`` finds its registrars, in call order: the maintenance crons',
+    ``FUSION_JOBS_CRON_REGISTRARS``, then (``FUSION_JOBS_CRON_AUTODISCOVER``) the
+    ``register_crons`` of every installed app that has a ``crons`` module.
+    """
+    paths = [MAINTENANCE_REGISTRAR, *map(str, jobs_settings.CRON_REGISTRARS or ())]
+    if jobs_settings.CRON_AUTODISCOVER:
+        for config in apps.get_app_configs():
+            if config.module is not None and module_has_submodule(config.module, "crons"):
+                if hasattr(import_module(f"{config.name}.crons"), "register_crons"):
+                    paths.append(f"{config.name}.crons.register_crons")
+    return paths
 
-    A function listed twice runs once. A registrar that fails is reported, not raised, so the
-    others' crons are still declared.
+
+def load_declarations() -> Declarations:
+    """Call every registrar (:func:`registrar_paths`) once.
+
+    A function reached twice (listed twice, or listed and autodiscovered) runs once. A registrar
+    that fails is reported, not raised, so the others' crons are still declared.
     """
     result = Declarations()
     seen: set[int] = set()
-    for source in (MAINTENANCE_REGISTRAR, *map(str, jobs_settings.CRON_REGISTRARS or ())):
+    try:
+        paths = registrar_paths()
+    except Exception as exc:  # an app's crons module that fails to import
+        logger.exception("cron registrars could not be listed")
+        result.errors.append(f"crons autodiscovery: {type(exc).__name__}: {exc}")
+        paths = [MAINTENANCE_REGISTRAR, *map(str, jobs_settings.CRON_REGISTRARS or ())]
+    for source in paths:
         try:
             function = import_string(source)
             if id(function) in seen:

@@ -14,6 +14,7 @@ from fusion_jobs.scheduler.declare import MAINTENANCE_REGISTRAR, load_declaratio
 from fusion_jobs.scheduler.firing import Publisher, fire_due
 from fusion_jobs.scheduler.triggers import CrontabTrigger
 from tests.support import cron_registrars
+from tests.support.cronsapp import crons as cronsapp
 
 pytestmark = pytest.mark.django_db
 
@@ -180,6 +181,29 @@ def test_a_failing_registrar_is_reported_and_blocks_orphan_marking(settings):
     assert "register_broken: CronError: bad cron expression '61 * * * *'" in result.errors[0]
     assert "no_such_function" in result.errors[1]
     assert list(CronSchedule.objects.values_list("name", flat=True)) == [*MAINTENANCE, "t-cron-a"]
+
+
+DISCOVERED = "tests.support.cronsapp.crons.register_crons"
+
+
+def test_an_apps_crons_register_crons_is_autodiscovered_once_even_when_also_listed(settings):
+    cronsapp.calls.clear()
+    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "tests.support.cronsapp"]
+    settings.FUSION_JOBS_CRON_REGISTRARS = [DISCOVERED]
+    result = load_declarations()
+    assert result.errors == []
+    assert result.sources == [MAINTENANCE_REGISTRAR, DISCOVERED]
+    assert cronsapp.calls == ["discovered"]
+    settings.FUSION_JOBS_CRON_REGISTRARS = []
+    assert load_declarations().sources == [MAINTENANCE_REGISTRAR, DISCOVERED]
+    assert list(CronSchedule.objects.values_list("name", flat=True)) == [*MAINTENANCE, "t-cron-discovered"]
+
+
+def test_crons_autodiscovery_can_be_turned_off(settings):
+    settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, "tests.support.cronsapp"]
+    settings.FUSION_JOBS_CRON_AUTODISCOVER = False
+    assert load_declarations().sources == [MAINTENANCE_REGISTRAR]
+    assert not CronSchedule.objects.filter(name="t-cron-discovered").exists()
 
 
 def test_a_registrar_listed_twice_runs_once(settings):

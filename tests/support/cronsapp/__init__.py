@@ -1,0 +1,1 @@
+"""An installed app with a ``crons`` module, for the crons autodiscovery tests."""
