@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from importlib import import_module
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from django.apps import apps
 from django.db import transaction
 from django.utils import timezone as dj_timezone
-from django.apps import apps
 from django.utils.module_loading import import_string, module_has_submodule
 
 from ..conf import jobs_settings
@@ -228,9 +228,9 @@ def registrar_paths() -> list[str]:
     paths = [MAINTENANCE_REGISTRAR, *map(str, jobs_settings.CRON_REGISTRARS or ())]
     if jobs_settings.CRON_AUTODISCOVER:
         for config in apps.get_app_configs():
-            if config.module is not None and module_has_submodule(config.module, "crons"):
-                if hasattr(import_module(f"{config.name}.crons"), "register_crons"):
-                    paths.append(f"{config.name}.crons.register_crons")
+            has_crons = config.module is not None and module_has_submodule(config.module, "crons")
+            if has_crons and hasattr(import_module(f"{config.name}.crons"), "register_crons"):
+                paths.append(f"{config.name}.crons.register_crons")
     return paths
 
 
