@@ -1,6 +1,6 @@
 """The settings table: every ``FUSION_JOBS_*`` setting, one line of declaration each.
 
-README's settings table repeats each ``doc`` text word for word (``tests/test_conf.py`` checks it):
+README's settings table repeats each ``doc`` text word for word (``tests/unit/test_conf.py`` checks it):
 a new setting adds an entry here and a row there.
 """
 
