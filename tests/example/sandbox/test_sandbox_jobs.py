@@ -17,6 +17,7 @@ from django.utils import timezone
 from example.agent.crons import register_agent_cron
 from example.agent.models import MessageStatus, OutboundMessage
 from example.sandbox.models import SandboxRun
+from fusion_jobs.marking import flush_marks
 from fusion_jobs.models import CronSchedule, JobRun
 
 pytestmark = pytest.mark.django_db
@@ -184,6 +185,7 @@ def test_run_data_is_escaped(user_client: Client) -> None:
 
 
 @pytest.mark.broker
+@pytest.mark.django_db(transaction=True)  # the published mark is written by another thread
 def test_with_a_broker_the_button_queues_a_worker_run(
     user_client: Client, broker_settings: str, django_capture_on_commit_callbacks: Callable[..., Any]
 ) -> None:
@@ -200,6 +202,8 @@ def test_with_a_broker_the_button_queues_a_worker_run(
         assert response.json()["mode"] == "queued"
         run = JobRun.objects.get(pk=response.json()["run"]["id"])
         assert (run.mode, run.status) == ("worker", "queued")
+        assert flush_marks(10)
+        run.refresh_from_db()
         assert run.published_at is not None
     finally:
         purge_queues(broker_settings)
