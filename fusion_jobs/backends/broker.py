@@ -240,17 +240,23 @@ def broker_priority(priority: int) -> int | None:
     return round((max(-100, min(100, priority)) + 100) * top / 200)
 
 
+#: ``_message``'s default ``level``: the task's own (no ``broker_priority`` is below 0).
+TASK_LEVEL = -1
+
+
 def _message(
     task_obj: Task,
     run_id: str,
     kwargs: dict[str, Any],
     options: dict[str, Any] | None = None,
     *,
-    level: int | None = None,
+    level: int | None = TASK_LEVEL,
 ) -> Any:
-    """Dramatiq's message for a run; ``level``: ``broker_priority(task_obj.priority)``, given by a
-    caller building many."""
+    """Dramatiq's message for a run; ``level``: ``broker_priority(task_obj.priority)``, which a
+    caller building many reads once (:data:`TASK_LEVEL`: read it here)."""
     options = dict(options or {})
+    if level == TASK_LEVEL:
+        level = broker_priority(task_obj.priority)
     if level is not None:  # kept by retries and delays: Dramatiq publishes it as the priority
         options["broker_priority"] = level
     return dramatiq.Message(
