@@ -23,6 +23,8 @@ Single-run ways (``enqueue()`` of one no-op run, outside a transaction, each cal
   channel, without the pool or the published mark (marked in batches by the marking thread).
 * ``procrastinate``: procrastinate's Django contrib ``defer``.
 
+The ways other than ``today`` and ``new`` are prototypes, in ``bench/enqueue_prototypes.py``.
+
 Batch ways (chunks of ``--chunk``, 1,000 by default): ``many_today``, ``many_new``
 (``enqueue_many`` of this tree) and ``procrastinate_batch`` (``batch_defer``). A fusion-jobs way's
 time includes waiting, at the end, for every message's confirm.
@@ -38,12 +40,10 @@ import argparse
 import contextlib
 import json
 import os
-import queue
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,22 +82,6 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def timed(call: Callable[[], Any], calls: int, per_call: int = 1, warmup: int = 20) -> dict[str, float]:
-    for _ in range(warmup):
-        call()
-    durations = []
-    started = time.perf_counter()
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        call()
-        durations.append(time.perf_counter() - t0)
-    return {
-        "rate": calls * per_call / (time.perf_counter() - started),
-        "p50_ms": pct(durations, 50) * 1000,
-        "p99_ms": pct(durations, 99) * 1000,
-    }
-
-
 def sql(query: str) -> None:
     from django.db import connection
 
@@ -131,173 +115,6 @@ def procrastinate_task() -> Any:
         """The procrastinate peer's no-op."""
 
     return noop
-
-
-def wait_unpublished_zero(timeout: float = 30.0) -> None:
-    """Wait until every fusion-jobs run of the phase is marked published (or the time is up)."""
-    from django.db import connection
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM fusion_jobs_jobrun WHERE published_at IS NULL")
-            if cursor.fetchone()[0] == 0:
-                return
-        time.sleep(0.05)
-
-
-class Prototypes:
-    """The alternatives that are not this tree's ``enqueue()``: built from its public pieces."""
-
-    def __init__(self) -> None:
-        from bench.app.tasks import noop
-        from fusion_jobs import enqueue
-        from fusion_jobs.backends.broker import get_broker
-
-        self.task = noop
-        self.broker = get_broker()
-        enqueue(noop, p="w")  # declares the queue
-
-    def row(self, durable: bool) -> str:
-        import uuid
-
-        from fusion_jobs.models import JobRun, RunMode
-        from fusion_jobs.recording import db_alias, insert_run
-
-        task = self.task
-        run_id = str(uuid.uuid4())
-        insert_run(
-            JobRun(
-                id=run_id,
-                task_name=task.name,
-                queue=task.effective_queue,
-                mode=RunMode.WORKER,
-                kwargs={"p": "e"},
-                max_retries=task.effective_max_retries,
-                execution_timeout=task.effective_timeout,
-                enqueued_by="bench",
-            ),
-            using=db_alias(),
-            durable=durable,
-        )
-        return run_id
-
-    def body(self, run_id: str) -> bytes:
-        import dramatiq
-
-        return dramatiq.Message(
-            queue_name=QUEUE,
-            actor_name=self.task.name,
-            args=(),
-            kwargs={"p": "e"},
-            options={},
-            message_id=run_id,
-            message_timestamp=int(time.time() * 1000),
-        ).encode()
-
-
-def mark_many(run_ids: list[str]) -> None:
-    from django.db import close_old_connections
-    from django.utils import timezone
-
-    from fusion_jobs.models import JobRun
-
-    JobRun.objects.filter(pk__in=run_ids, published_at__isnull=True).update(published_at=timezone.now())
-    close_old_connections()
-
-
-def handoff_way(protos: Prototypes) -> tuple[Callable[[], Any], Callable[[], None]]:
-    """(c): the INSERT, then a thread that publishes what gathered with confirms, and marks it."""
-    import pika
-
-    todo: queue.Queue[str | None] = queue.Queue()
-    idle = threading.Event()
-
-    def publisher() -> None:
-        connection = pika.BlockingConnection(pika.URLParameters(BROKER_URL))
-        channel = connection.channel()
-        channel.confirm_delivery()
-        while True:
-            first = todo.get()
-            if first is None:
-                break
-            ids = [first]
-            while not todo.empty():
-                item = todo.get_nowait()
-                if item is None:
-                    break
-                ids.append(item)
-            for run_id in ids:
-                channel.basic_publish(
-                    "", QUEUE, protos.body(run_id), pika.BasicProperties(delivery_mode=2), mandatory=True
-                )
-            mark_many(ids)
-            if todo.empty():
-                idle.set()
-        connection.close()
-
-    thread = threading.Thread(target=publisher, daemon=True)
-    thread.start()
-
-    def call() -> None:
-        idle.clear()
-        todo.put(protos.row(True))
-
-    def finish() -> None:
-        idle.wait(30)
-        todo.put(None)
-        thread.join(30)
-
-    return call, finish
-
-
-def async_confirmed_way(protos: Prototypes) -> tuple[Callable[[], Any], Callable[[], None]]:
-    """Today's durability, lean: async INSERT, a confirmed publish on a bare channel, marks batched."""
-    import pika
-
-    from fusion_jobs.marking import Marker
-
-    connection = pika.BlockingConnection(pika.URLParameters(BROKER_URL))
-    channel = connection.channel()
-    channel.confirm_delivery()
-    marker = Marker(mark_many, 0.2)
-
-    def call() -> None:
-        run_id = protos.row(False)
-        channel.basic_publish(
-            "", QUEUE, protos.body(run_id), pika.BasicProperties(delivery_mode=2), mandatory=True
-        )
-        marker.add([run_id])
-
-    def finish() -> None:
-        marker.flush(30)
-        marker.close(5)
-        connection.close()
-
-    return call, finish
-
-
-def proto_way(protos: Prototypes) -> tuple[Callable[[], Any], Callable[[], None]]:
-    """(b) before it is ``enqueue()``: the INSERT waiting for the disk, the publish not waiting."""
-    from fusion_jobs.backends.confirms import ConfirmingPublisher, Envelope
-    from fusion_jobs.marking import mark_later
-
-    publisher = ConfirmingPublisher(pika_parameters(), mark_later, connect_timeout=2.0)
-
-    def call() -> None:
-        run_id = protos.row(True)
-        publisher.publish([Envelope(run_id, QUEUE, protos.body(run_id))])
-
-    def finish() -> None:
-        publisher.close(30)
-
-    return call, finish
-
-
-def pika_parameters() -> Any:
-    import pika
-
-    return pika.URLParameters(BROKER_URL)
 
 
 def paired(
@@ -365,17 +182,21 @@ def child(way: str, args: argparse.Namespace) -> dict[str, Any]:
     finish: Callable[[], None] = lambda: None  # noqa: E731
     if way in ("today", "new"):
         call: Callable[[], Any] = lambda: enqueue(noop, p="e")  # noqa: E731
-    elif way == "row_only":
-        protos = Prototypes()
-        call = lambda: protos.row(True)  # noqa: E731
     else:
-        protos = Prototypes()
-        build = {
-            "handoff": handoff_way,
-            "async_confirmed": async_confirmed_way,
-            "sync_handoff": proto_way,
-        }
-        call, finish = build[way](protos)
+        # Imported here: only the ways that run this tree use it, and the "today" ways run in a
+        # checkout of the code before, which has no such module.
+        from bench.enqueue_prototypes import Prototypes, async_confirmed_way, handoff_way, proto_way
+
+        protos = Prototypes(BROKER_URL, QUEUE)
+        if way == "row_only":
+            call = lambda: protos.row(True)  # noqa: E731
+        else:
+            build = {
+                "handoff": handoff_way,
+                "async_confirmed": async_confirmed_way,
+                "sync_handoff": proto_way,
+            }
+            call, finish = build[way](protos)
     result = paired(call, lambda: task.defer(p="e"), args.n, args.block, 1, flush_confirms)
     finish()
     return result
