@@ -17,7 +17,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from .recording import mark_published_late
 
@@ -29,6 +29,8 @@ MARK_INTERVAL = 0.2
 MARK_BATCH = 2000
 #: Seconds a process at exit waits for its last marks.
 EXIT_WAIT = 5.0
+#: Seconds without runs to mark after which the thread closes its database connection.
+IDLE_CLOSE = 1.0
 
 
 class Marker:
@@ -57,9 +59,16 @@ class Marker:
             while self._next():
                 pass
         finally:
-            close_old_connections()
+            connections.close_all()  # this thread's: an idle one would hold the database open
 
     def _next(self) -> bool:
+        with self._cond:
+            idle = not self._cond.wait_for(lambda: self._ids or self._stopping, IDLE_CLOSE)
+        if idle:
+            # A connection kept for CONN_MAX_AGE would stay open for ever, as no batch comes to
+            # check its age (and Django's test runner could not drop its test database past it).
+            # Closed outside the lock: callers adding ids are not held up.
+            connections.close_all()
         with self._cond:
             while not self._ids and not self._stopping:
                 self._cond.wait()

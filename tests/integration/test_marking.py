@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
-from fusion_jobs.marking import flush_marks, mark_later, stop_marking
+from fusion_jobs.marking import IDLE_CLOSE, flush_marks, mark_later, stop_marking
 from fusion_jobs.models import JobRun, RunMode, RunStatus
 from fusion_jobs.recording import mark_published_late
 
@@ -48,3 +51,36 @@ def test_mark_later_marks_in_the_background_and_stops_cleanly() -> None:
     stop_marking()
     assert "fusion-jobs-marker" not in [t.name for t in threading.enumerate()]
     assert flush_marks(0)  # nothing waits any more
+
+
+def other_backends() -> int:
+    """Connections to this test database other than the main thread's."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return int(cursor.fetchone()[0])
+
+
+@pytest.fixture
+def persistent_connections() -> Iterator[None]:
+    """``CONN_MAX_AGE`` as in production (the example's 60 s): a connection outlives its batch."""
+    settings_dict = connection.settings_dict
+    before = settings_dict["CONN_MAX_AGE"]
+    settings_dict["CONN_MAX_AGE"] = 600  # the dict every thread's new connection is built from
+    stop_marking()
+    yield
+    stop_marking()
+    settings_dict["CONN_MAX_AGE"] = before
+
+
+def test_an_idle_marking_thread_holds_no_database_connection(persistent_connections: None) -> None:
+    # One idle connection per process for ever (PgBouncer and max_connections pay for it), and
+    # one Django's test runner cannot drop its test database past ("being accessed by other users").
+    baseline = other_backends()
+    mark_later([run_row()])
+    assert flush_marks(10)
+    deadline = time.monotonic() + IDLE_CLOSE + 5
+    while other_backends() > baseline and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert other_backends() == baseline
