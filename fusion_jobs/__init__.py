@@ -33,7 +33,7 @@ _FROM_API = {"RunHandle", "enqueue", "enqueue_at", "enqueue_many", "get_jobs_sta
 
 def __getattr__(name: str) -> Any:
     if name in _FROM_API:
-        from . import api  # on first use: it needs the app registry ready (see the docstring)
+        from . import api  # lazy: on first use, once the app registry is ready (see the docstring)
 
         return getattr(api, name)
     raise AttributeError(f"module 'fusion_jobs' has no attribute {name!r}")

@@ -12,14 +12,14 @@ class FusionJobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Imported here, as Django asks: they load the models, and the registry is ready only now.
+        # lazy: imported in ready(), as Django asks: they load the models, and the registry is ready only now.
         from . import checks  # noqa: F401  (registers the system checks)
         from .registry import autodiscover
 
         autodiscover()
         if _uses_dramatiq_actors():
-            # A django-dramatiq project: its @dramatiq.actor functions become tasks. Imported only
-            # then: without a broker the web process of a fusion-jobs project never loads Dramatiq.
+            # lazy: only in a django-dramatiq project, whose @dramatiq.actor functions become tasks:
+            # without a broker the web process of a fusion-jobs project never loads Dramatiq.
             from .dramatiq_actors import adopt_actors, import_actor_modules
 
             import_actor_modules()

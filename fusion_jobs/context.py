@@ -53,7 +53,7 @@ def report_progress(stage: str, done: int | None = None, total: int | None = Non
     (``done == total``), or at most once per ``FUSION_JOBS_PROGRESS_INTERVAL`` seconds. Outside a
     task it does nothing, so the same function works when called directly.
     """
-    # Not at the top: ``import fusion_jobs`` loads this module, and recording loads the models.
+    # lazy: ``import fusion_jobs`` loads this module, and recording loads the models.
     from .recording import write_progress
 
     ctx = _current.get()

@@ -62,7 +62,7 @@ def import_actor_modules() -> None:
     """
     if not (hasattr(settings, "DRAMATIQ_AUTODISCOVER_MODULES") or apps.is_installed("django_dramatiq")):
         return
-    from django_dramatiq.management.commands.rundramatiq import Command  # optional: only when installed
+    from django_dramatiq.management.commands.rundramatiq import Command  # lazy: optional, only when installed
 
     Command(stdout=io.StringIO()).discover_tasks_modules()
 

@@ -132,7 +132,8 @@ def wait_for_broker(stdout: Output, stop: threading.Event) -> int | None:
     are ready and then log connection errors many times a second. An unreachable broker is
     retried with backoff, one line per attempt.
     """
-    # Both load pika, only with jobs enabled: the web process (the cron admin imports this module) never does.
+    # lazy: both load pika, only with jobs enabled: the web process (the cron admin imports this
+    # module) never does.
     import pika
 
     from .backends.broker import describe_refusal, open_connection

@@ -67,7 +67,7 @@ def die_with_supervisor() -> None:
 
 def start_heartbeat(broker: Any, queues: list[str] | None, threads: int) -> Any:
     """Register this process in the workers registry and count its runs (``fusion_jobs.workers``)."""
-    # Imported once django.setup() has run (bootstrap): this module is loaded by the supervisor too.
+    # lazy: once django.setup() has run (bootstrap): this module is loaded by the supervisor too.
     from fusion_jobs.middleware.heartbeat import HeartbeatCounters
     from fusion_jobs.workers import Heartbeat
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, on_signal)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
 
-    try:  # after the parent-death signal is set: django.setup() and the task modules can be slow
+    try:  # lazy: after the parent-death signal is set: django.setup() and the task modules can be slow
         import dramatiq
         import pika
 

@@ -117,7 +117,7 @@ class Command(BaseCommand):
                 "django_dramatiq is not in INSTALLED_APPS: its Task table cannot be read (add it back "
                 "for the import, then remove it)"
             )
-        from django_dramatiq.models import DATABASE_LABEL  # the app is installed: its models load
+        from django_dramatiq.models import DATABASE_LABEL  # lazy: the app is installed, its models load
 
         source = apps.get_model("django_dramatiq", "Task")
         rows = source.tasks.using(DATABASE_LABEL)

@@ -22,7 +22,7 @@ SCHEDULES_SHOWN = 20
 
 def broker_depths(names: list[str]) -> tuple[dict[str, int], str | None]:
     """Messages ready in each queue, from RabbitMQ (passive declares); ``({}, why)`` if it can't be asked."""
-    # Both load pika, only when the broker is asked: the web process never loads pika.
+    # lazy: both load pika, only when the broker is asked: the web process never loads pika.
     import pika
 
     from fusion_jobs.backends.broker import open_connection

@@ -28,7 +28,7 @@ class Command(BaseCommand):
         reason = disabled_reason()
         if reason:
             raise CommandError(reason)
-        # pika only with jobs enabled (the web process never loads it). Task modules are
+        # lazy: pika only with jobs enabled (the web process never loads it). Task modules are
         # autodiscovered at django.setup(), so all_tasks() names every queue.
         from fusion_jobs.backends.broker import open_connection
         from fusion_jobs.backends.queues import migrate_queue, physical_queues

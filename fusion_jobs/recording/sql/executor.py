@@ -114,7 +114,7 @@ def _preparing_cursor() -> Any:
     default), so the threshold is lifted for one execution and put back: Django's own cursors
     (client-bound, which never prepare) and the project's settings see no change.
     """
-    import psycopg  # imported when first needed: psycopg is no dependency of a SQLite project
+    import psycopg  # lazy: psycopg is no dependency of a SQLite project
 
     class PreparingCursor(psycopg.Cursor[Any]):
         def execute(
