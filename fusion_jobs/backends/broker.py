@@ -32,6 +32,10 @@ from ..registry import Task, all_tasks, on_register
 from ..utils import mask_url, scrub
 from .base import Outgoing
 from .confirms import ConfirmingPublisher, Envelope
+from .connection import connection_parameters
+from .connection import describe_refusal as describe_refusal  # also imported from here (rundramatiq)
+from .connection import open_connection as open_connection  # also imported from here (commands)
+from .messages import broker_priority, build_message
 from .publisher import PublisherPool
 from .queued import QueuingBackend
 from .queues import dead_letter_arguments, declare, main_arguments
@@ -46,21 +50,6 @@ _broker: RabbitmqBroker | None = None
 _broker_url: str | None = None
 
 
-def _connection_parameters(url: str) -> pika.URLParameters:
-    params = pika.URLParameters(url)
-    timeout = float(jobs_settings.PUBLISH_TIMEOUT)
-    # Fail fast instead of hanging a web request: one connect attempt, bounded socket and
-    # blocked-connection (resource alarm) waits. Heartbeats keep idle publishers (runcrons) alive.
-    params.connection_attempts = 1
-    params.retry_delay = 0
-    params.socket_timeout = timeout
-    params.stack_timeout = timeout * 2
-    params.blocked_connection_timeout = timeout
-    if params.heartbeat is None:
-        params.heartbeat = 30
-    return params
-
-
 class FusionRabbitmqBroker(RabbitmqBroker):
     """RabbitmqBroker with publisher confirms and bounded, password-free connection errors."""
 
@@ -69,7 +58,7 @@ class FusionRabbitmqBroker(RabbitmqBroker):
         # refuses to redeclare an existing queue with other arguments, PRECONDITION_FAILED).
         max_priority = int(jobs_settings.MAX_PRIORITY) or None
         super().__init__(confirm_delivery=True, middleware=middleware, max_priority=max_priority)
-        self.parameters = _connection_parameters(url)
+        self.parameters = connection_parameters(url)
         self.safe_url = mask_url(url)
 
     def __repr__(self) -> str:
@@ -131,26 +120,6 @@ class FusionRabbitmqBroker(RabbitmqBroker):
             raise ConnectionClosed(exc) from None
         self.emit_after("enqueue", message, delay)
         return message
-
-
-def open_connection() -> pika.BlockingConnection:
-    """One connection to the configured broker, with the bounded connect of publishing.
-
-    ``rundramatiq`` opens one before it starts consuming, so a refused login is one clear line
-    (:func:`describe_refusal`) instead of consumers logging connection errors in a loop.
-    """
-    return pika.BlockingConnection(_connection_parameters(str(jobs_settings.BROKER_URL or "")))
-
-
-def describe_refusal(exc: BaseException) -> str:
-    """Why RabbitMQ refused a connection, with the URL's password masked."""
-    url = mask_url(str(jobs_settings.BROKER_URL or ""))
-    if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
-        return (
-            f"RabbitMQ at {url} refused access to the vhost (it does not exist, or the user has no "
-            "permission on it)"
-        )
-    return f"RabbitMQ at {url} refused the login (wrong user or password)"
 
 
 def get_broker() -> RabbitmqBroker:
@@ -230,44 +199,6 @@ def _declare_if_built(task_obj: Task) -> None:
 
 
 on_register(_declare_if_built)
-
-
-def broker_priority(priority: int) -> int | None:
-    """A task priority (-100..100) as a RabbitMQ message priority (0..MAX_PRIORITY); None when off."""
-    top = int(jobs_settings.MAX_PRIORITY)
-    if not top:
-        return None
-    return round((max(-100, min(100, priority)) + 100) * top / 200)
-
-
-#: ``_message``'s default ``level``: the task's own (no ``broker_priority`` is below 0).
-TASK_LEVEL = -1
-
-
-def _message(
-    task_obj: Task,
-    run_id: str,
-    kwargs: dict[str, Any],
-    options: dict[str, Any] | None = None,
-    *,
-    level: int | None = TASK_LEVEL,
-) -> Any:
-    """Dramatiq's message for a run; ``level``: ``broker_priority(task_obj.priority)``, which a
-    caller building many reads once (:data:`TASK_LEVEL`: read it here)."""
-    options = dict(options or {})
-    if level == TASK_LEVEL:
-        level = broker_priority(task_obj.priority)
-    if level is not None:  # kept by retries and delays: Dramatiq publishes it as the priority
-        options["broker_priority"] = level
-    return dramatiq.Message(
-        queue_name=task_obj.effective_queue,
-        actor_name=task_obj.name,
-        args=(),
-        kwargs=kwargs,
-        options=options,
-        message_id=run_id,
-        message_timestamp=int(time.time() * 1000),
-    )
 
 
 _pools: dict[int, PublisherPool] = {}
@@ -377,7 +308,7 @@ def publish_many(
             options: dict[str, Any] = {"retries": retries[index]} if retries and retries[index] else {}
             if traceparents and traceparents[index]:
                 options["traceparent"] = traceparents[index]
-            message = _message(task_obj, run_id, kwargs, options, level=levels[task_obj.name])
+            message = build_message(task_obj, run_id, kwargs, options, level=levels[task_obj.name])
             messages.append((message, delay_ms))
         if on_confirmed is None or any(delay_ms is not None for _, delay_ms in messages):
             _publish_raw(broker, messages)

@@ -395,7 +395,7 @@ def test_keyboard_interrupt_goes_through():
 
 
 def test_priority_needs_priority_queues_and_maps_onto_them(settings):
-    from fusion_jobs.backends.broker import _message, broker_priority
+    from fusion_jobs.backends.messages import broker_priority, build_message
 
     with pytest.raises(InvalidTask, match="FUSION_JOBS_MAX_PRIORITY"):
         t.add.using(priority=10)
@@ -405,9 +405,11 @@ def test_priority_needs_priority_queues_and_maps_onto_them(settings):
     registered = fusion_jobs.registry.get_task(high.module_path)
     from dataclasses import replace
 
-    message = _message(
+    message = build_message(
         replace(registered, priority=high.priority), "00000000-0000-4000-8000-000000000002", {}
     )
     assert message.options["broker_priority"] == 10
     settings.FUSION_JOBS_MAX_PRIORITY = 0
-    assert "broker_priority" not in _message(registered, "00000000-0000-4000-8000-000000000003", {}).options
+    assert (
+        "broker_priority" not in build_message(registered, "00000000-0000-4000-8000-000000000003", {}).options
+    )

@@ -1,0 +1,49 @@
+"""Dramatiq's message for a run, with the task's priority as RabbitMQ's message priority."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import dramatiq
+
+from ..conf import jobs_settings
+from ..registry import Task
+
+
+def broker_priority(priority: int) -> int | None:
+    """A task priority (-100..100) as a RabbitMQ message priority (0..MAX_PRIORITY); None when off."""
+    top = int(jobs_settings.MAX_PRIORITY)
+    if not top:
+        return None
+    return round((max(-100, min(100, priority)) + 100) * top / 200)
+
+
+#: ``build_message``'s default ``level``: the task's own (no ``broker_priority`` is below 0).
+TASK_LEVEL = -1
+
+
+def build_message(
+    task_obj: Task,
+    run_id: str,
+    kwargs: dict[str, Any],
+    options: dict[str, Any] | None = None,
+    *,
+    level: int | None = TASK_LEVEL,
+) -> Any:
+    """Dramatiq's message for a run; ``level``: ``broker_priority(task_obj.priority)``, which a
+    caller building many reads once (:data:`TASK_LEVEL`: read it here)."""
+    options = dict(options or {})
+    if level == TASK_LEVEL:
+        level = broker_priority(task_obj.priority)
+    if level is not None:  # kept by retries and delays: Dramatiq publishes it as the priority
+        options["broker_priority"] = level
+    return dramatiq.Message(
+        queue_name=task_obj.effective_queue,
+        actor_name=task_obj.name,
+        args=(),
+        kwargs=kwargs,
+        options=options,
+        message_id=run_id,
+        message_timestamp=int(time.time() * 1000),
+    )
