@@ -201,14 +201,15 @@ def _declare_if_built(task_obj: Task) -> None:
 on_register(_declare_if_built)
 
 
-_pools: dict[int, PublisherPool] = {}
+_pools: dict[tuple[int, int], PublisherPool] = {}
 
 
 def _pool(broker: RabbitmqBroker) -> PublisherPool:
-    pool = _pools.get(id(broker))
+    key = (id(broker), os.getpid())  # a forked child opens its own: never the parent's sockets
+    pool = _pools.get(key)
     if pool is None:
         with _lock:
-            pool = _pools.setdefault(id(broker), PublisherPool(broker))
+            pool = _pools.setdefault(key, PublisherPool(broker))
     return pool
 
 
@@ -219,7 +220,7 @@ def keep_publishers_alive() -> int:
     discarded, so the next publish opens a new one instead of starting on a broken one.
     """
     with _lock:
-        pool = _pools.get(id(_broker)) if _broker is not None else None
+        pool = _pools.get((id(_broker), os.getpid())) if _broker is not None else None
     return pool.keep_alive() if pool is not None else 0
 
 
