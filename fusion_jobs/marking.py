@@ -140,6 +140,17 @@ def stop_marking(timeout: float = EXIT_WAIT) -> None:
         marker.close(timeout)
 
 
+def _forget_the_parents() -> None:
+    """In a forked child: the parent's marking thread is not here, and a lock another thread held
+    at the fork would stay held for ever; start afresh."""
+    global _lock
+    _lock = threading.Lock()
+    _markers.clear()
+
+
+os.register_at_fork(after_in_child=_forget_the_parents)
+
+
 # Registered on import, before any publisher that hands this module run ids registers its own
 # exit handler: handlers run last-in first-out, so publishers flush their confirms first.
 atexit.register(stop_marking)

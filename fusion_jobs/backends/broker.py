@@ -50,6 +50,15 @@ _broker: RabbitmqBroker | None = None
 _broker_url: str | None = None
 
 
+def _new_lock_in_child() -> None:
+    """A lock another thread held at a fork stays held for ever in the child: give it a new one."""
+    global _lock
+    _lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 class FusionRabbitmqBroker(RabbitmqBroker):
     """RabbitmqBroker with publisher confirms and bounded, password-free connection errors."""
 

@@ -13,6 +13,7 @@ one that dies leaves the rest to the relay too.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -240,6 +241,7 @@ class ConfirmingPublisher:
         self._link: _Link | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._pid = os.getpid()
 
     def publish(self, messages: Sequence[Envelope]) -> None:
         """Hand the messages over for publishing; ``PublishError`` when there is no open connection.
@@ -277,7 +279,13 @@ class ConfirmingPublisher:
         return link is None or link.settled(timeout)
 
     def close(self, timeout: float) -> None:
-        """Flush, then stop the I/O thread; what is still unconfirmed is left to the relay."""
+        """Flush, then stop the I/O thread; what is still unconfirmed is left to the relay.
+
+        A forked child inherits this exit handler but not the I/O thread: it leaves the parent's
+        connection alone.
+        """
+        if os.getpid() != self._pid:
+            return
         self.flush(timeout)
         with self._lock:
             self._closed = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 import uuid
@@ -9,9 +11,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
+from fusion_jobs import marking
 from fusion_jobs.marking import IDLE_CLOSE, flush_marks, mark_later, stop_marking
 from fusion_jobs.models import JobRun, RunMode, RunStatus
 from fusion_jobs.recording import mark_published_late
@@ -84,3 +87,32 @@ def test_an_idle_marking_thread_holds_no_database_connection(persistent_connecti
     while other_backends() > baseline and time.monotonic() < deadline:
         time.sleep(0.1)
     assert other_backends() == baseline
+
+
+def test_a_child_forked_while_another_thread_holds_the_marking_lock_can_still_mark() -> None:
+    # A web server forking workers while a request thread enqueues: the lock is held at the fork.
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with marking._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(5)
+    connections.close_all()  # the child must not share the test's database socket
+    pid = os.fork()
+    if pid == 0:
+        marking.mark_later([])  # takes the lock to start the child's own marking thread
+        os._exit(0)
+    release.set()
+    holder.join()
+    deadline = time.monotonic() + 10
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the child waited for ever for a lock a thread of its parent held")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
