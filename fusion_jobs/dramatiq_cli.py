@@ -34,8 +34,8 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
+from .exit_codes import SUPERVISOR_ENV
 from .utils import pid_alive, positive_int
-from .worker_process import SUPERVISOR_ENV
 
 #: Worker processes read it at start-up (Dramatiq's own variable; see fusion_jobs.worker_process).
 SHUTDOWN_TIMEOUT_ENV = "dramatiq_worker_shutdown_timeout"

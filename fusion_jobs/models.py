@@ -30,7 +30,6 @@ class RunMode(models.TextChoices):
 
 
 # Status sets: the one home for every group of statuses the code, admin and stats use.
-
 #: A run in one of these states never changes again.
 TERMINAL_STATUSES = frozenset(
     {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CANCELLED, RunStatus.SKIPPED}
@@ -45,12 +44,10 @@ EXECUTED_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.
 FAILED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT})
 
 
-# The mode vocabulary. One idea, "where does the work run", seen from three places, each name
-# fixed by the public contract (DESIGN.md section 2):
-#   - the jobs gate, ``get_jobs_status()["mode"]``: ``broker`` (a broker is configured and eager
-#     is off, so runs go to workers) or ``eager`` (everything runs inline);
-#   - a call's handle, ``RunHandle.mode``: ``queued`` (handed to workers) or ``inline``;
-#   - a stored run, ``JobRun.mode`` (``RunMode``): ``worker`` or ``inline``.
+# The mode vocabulary: where the work runs, seen from three places, each name fixed by DESIGN.md
+# section 2: the gate, ``get_jobs_status()["mode"]`` (``broker``: runs go to workers, ``eager``:
+# all inline); a call's handle, ``RunHandle.mode`` (``queued`` or ``inline``); a stored run,
+# ``JobRun.mode`` (``RunMode``: ``worker`` or ``inline``).
 GATE_BROKER = "broker"
 GATE_EAGER = "eager"
 HANDLE_QUEUED = "queued"
@@ -114,15 +111,11 @@ class JobRun(models.Model):
             ("cancel_jobrun", "Can cancel job runs"),
         ]
         indexes = [
-            # The trailing columns let the admin dashboard count and time a day of runs, and the
-            # list count a task's failures, with index-only scans instead of visiting every row
-            # of the (wide) table. Key columns, not INCLUDE ones: every database accepts them.
-            #
-            # A status change can't be a HOT update, so PostgreSQL adds an entry to every index
-            # whose condition the new row version meets. Partial indexes keep that to four per
-            # write: the status index skips succeeded runs (the bulk, which the list finds
-            # through fj_run_enqueued), the dashboard's only finished runs, the foreign keys'
-            # only rows that have one.
+            # Trailing key columns (not INCLUDE: every database takes them) give the dashboard and
+            # the list index-only scans. A status change can't be HOT, so PostgreSQL adds an entry
+            # to every index whose condition the new row meets: partial indexes keep that to four
+            # per write (status skips succeeded runs, which the list finds through fj_run_enqueued;
+            # the dashboard's holds finished runs; the foreign keys' only rows that have one).
             models.Index(fields=["-enqueued_at", "task_name", "status"], name="fj_run_enqueued"),
             models.Index(
                 fields=["status", "-enqueued_at"],
@@ -141,10 +134,9 @@ class JobRun(models.Model):
             models.Index(
                 fields=["retry_of"], name="fj_run_retry_of", condition=models.Q(retry_of__isnull=False)
             ),
-            # The outbox relay's two queries (fusion_jobs.relay): runs that never reached the
-            # broker, by age, and runs waiting for their time (a retry's backoff, enqueue_at()),
-            # by that time. Each holds only unpublished rows, so it stays small and a poll every
-            # second is one short index range scan.
+            # The outbox relay's two queries: runs that never reached the broker, by age, and runs
+            # waiting for their time (a retry's backoff, enqueue_at()). Each holds only unpublished
+            # rows, so it stays small and a poll every second is one short index range scan.
             models.Index(
                 fields=["enqueued_at"],
                 name="fj_run_unpublished",

@@ -18,17 +18,17 @@ from django.db.migrations.executor import MigrationExecutor
 
 from .api import get_jobs_status, is_jobs_enabled
 from .conf import jobs_settings, queue_namespace
-from .metrics import start_exporter
-from .registry import all_tasks
-from .reloading import CodeWatch, Watch, migration_watch
-from .utils import mask_url
-from .worker_process import (
+from .exit_codes import (
     EXIT_BROKER_REFUSED,
     EXIT_CONFIG,
     HARD_LIMIT_EXIT,
     SUPERVISOR_ENV,
     THREAD_DIED_EXIT,
 )
+from .metrics import start_exporter
+from .registry import all_tasks
+from .reloading import CodeWatch, Watch, migration_watch
+from .utils import mask_url
 
 
 class Output(Protocol):

@@ -25,14 +25,8 @@ import threading
 import time
 from typing import Any
 
-#: The supervisor's pid, so a child started just as its supervisor died notices at once.
-SUPERVISOR_ENV = "FUSION_JOBS_SUPERVISOR_PID"
-EXIT_CONFIG = 2
-EXIT_BROKER_REFUSED = 3
-#: Ended by the hard time limit (``middleware.hard_limit``): a task blocked past its timeout.
-HARD_LIMIT_EXIT = 75
-#: A worker or consumer thread died (``middleware.hard_limit``); the process ends to be replaced.
-THREAD_DIED_EXIT = 76
+from .exit_codes import EXIT_BROKER_REFUSED, EXIT_CONFIG, SUPERVISOR_ENV
+
 #: Milliseconds a graceful stop waits for running tasks (Dramatiq's default shutdown timeout).
 SHUTDOWN_TIMEOUT_MS = int(os.environ.get("dramatiq_worker_shutdown_timeout", 600_000))  # noqa: SIM112
 _PR_SET_PDEATHSIG = 1

@@ -36,7 +36,7 @@ from .connection import connection_parameters
 from .connection import describe_refusal as describe_refusal  # also imported from here (rundramatiq)
 from .connection import open_connection as open_connection  # also imported from here (commands)
 from .messages import broker_priority, build_message
-from .publisher import PublisherPool
+from .publisher import PublisherPool, publish_raw
 from .queued import QueuingBackend
 from .queues import dead_letter_arguments, declare, main_arguments
 
@@ -234,44 +234,7 @@ def keep_publishers_alive() -> int:
 
 
 def _publish_raw(broker: RabbitmqBroker, messages: list[tuple[Any, int | None]]) -> None:
-    """Publish persistent messages: one on a confirm channel, a batch in one AMQP transaction.
-
-    With confirms (and ``mandatory``) RabbitMQ acknowledges a message once it is routed and on
-    disk; ``tx.commit`` does the same for a whole batch in one round trip. One connection retry
-    covers a connection the broker closed while idle (missed heartbeats); Dramatiq's own
-    ``enqueue`` retries six times, which can hold a web request for many seconds.
-    """
-    deadline = time.monotonic() + float(jobs_settings.PUBLISH_TIMEOUT)
-    for attempt in (1, 2):
-        try:
-            with _pool(broker).lease() as publisher:
-                batch = len(messages) > 1
-                channel = publisher.tx if batch else publisher.confirm
-                for message, delay_ms in messages:
-                    routing_key = broker_queue(message.queue_name)
-                    body_message = message
-                    publisher.declare(message.queue_name)
-                    if delay_ms is not None:
-                        routing_key = dq_name(routing_key)
-                        body_message = message.copy(
-                            queue_name=dq_name(message.queue_name),
-                            options={**message.options, "eta": int(time.time() * 1000) + delay_ms},
-                        )
-                    channel.basic_publish(
-                        exchange="",
-                        routing_key=routing_key,
-                        body=body_message.encode(),
-                        properties=pika.BasicProperties(
-                            delivery_mode=2, priority=message.options.get("broker_priority")
-                        ),
-                        mandatory=not batch,
-                    )
-                if batch:
-                    channel.tx_commit()
-            return
-        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError):
-            if attempt == 2 or time.monotonic() >= deadline:
-                raise
+    publish_raw(_pool(broker), messages, float(jobs_settings.PUBLISH_TIMEOUT))
 
 
 def publish(

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pika
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.common import dq_name
 
 from ..conf import broker_queue
 from .queues import declare, physical_queues
@@ -129,3 +131,44 @@ class PublisherPool:
             idle, self._idle = self._idle, []
         for publisher in idle:
             publisher.close()
+
+
+def publish_raw(pool: PublisherPool, messages: list[tuple[Any, int | None]], timeout: float) -> None:
+    """Publish persistent messages: one on a confirm channel, a batch in one AMQP transaction.
+
+    With confirms (and ``mandatory``) RabbitMQ acknowledges a message once it is routed and on
+    disk; ``tx.commit`` does the same for a whole batch in one round trip. One connection retry
+    covers a connection the broker closed while idle (missed heartbeats); Dramatiq's own
+    ``enqueue`` retries six times, which can hold a web request for many seconds.
+    """
+    deadline = time.monotonic() + timeout
+    for attempt in (1, 2):
+        try:
+            with pool.lease() as publisher:
+                batch = len(messages) > 1
+                channel = publisher.tx if batch else publisher.confirm
+                for message, delay_ms in messages:
+                    routing_key = broker_queue(message.queue_name)
+                    body_message = message
+                    publisher.declare(message.queue_name)
+                    if delay_ms is not None:
+                        routing_key = dq_name(routing_key)
+                        body_message = message.copy(
+                            queue_name=dq_name(message.queue_name),
+                            options={**message.options, "eta": int(time.time() * 1000) + delay_ms},
+                        )
+                    channel.basic_publish(
+                        exchange="",
+                        routing_key=routing_key,
+                        body=body_message.encode(),
+                        properties=pika.BasicProperties(
+                            delivery_mode=2, priority=message.options.get("broker_priority")
+                        ),
+                        mandatory=not batch,
+                    )
+                if batch:
+                    channel.tx_commit()
+            return
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError):
+            if attempt == 2 or time.monotonic() >= deadline:
+                raise

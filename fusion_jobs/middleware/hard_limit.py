@@ -30,7 +30,7 @@ from dramatiq.broker import MessageProxy
 from dramatiq.worker import ConsumerThread, WorkerThread
 
 from ..conf import jobs_settings
-from ..worker_process import HARD_LIMIT_EXIT, THREAD_DIED_EXIT
+from ..exit_codes import HARD_LIMIT_EXIT, THREAD_DIED_EXIT
 from .lifecycle import RunLifecycle
 
 logger = logging.getLogger("fusion_jobs.worker")
