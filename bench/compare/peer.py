@@ -46,6 +46,9 @@ class Peer:
     send_batch: Callable[[str, int], object] | None = None
     #: Put N drain runs in place faster than one ``send`` each (default: batches of 1000, else ``send``).
     preload: Callable[[int], object] | None = None
+    #: Waits until what the peer's client sends in the background has left it (before a phase clears
+    #: the rows and the queue, so no late message lands in the next phase).
+    settle: Callable[[], object] | None = None
     #: SQL giving (succeeded rows, last completion as epoch seconds) from its history; None: the body completes.
     history_sql: str | None = None
     tables: tuple[str, ...] = ()  # its rows, truncated between phases

@@ -42,6 +42,8 @@ LATENCY_WARMUP = 5
 
 def clear(peer: Peer) -> None:
     """Delete the peer's rows and empty its queue."""
+    if peer.settle is not None:
+        peer.settle()
     if peer.tables:
         truncate(*peer.tables)
     if peer.queue:

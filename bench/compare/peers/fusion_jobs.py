@@ -6,6 +6,8 @@ from bench.app.tasks import QUEUE, noop
 from bench.compare.peer import Peer
 from bench.compare.services import DB, PROCESSES, THREADED, THREADS
 from fusion_jobs import enqueue, enqueue_many
+from fusion_jobs.backends.broker import flush_publishes
+from fusion_jobs.marking import flush_marks
 
 #: Bare Dramatiq's default prefetch (twice the threads), given to fusion-jobs' worker too so both
 #: take the same number of messages ahead; rundramatiq's own default is one per thread.
@@ -18,6 +20,12 @@ def send(p: str) -> None:
 
 def send_batch(p: str, size: int) -> None:
     enqueue_many(noop, [{"p": p}] * size)
+
+
+def settle() -> None:
+    """``enqueue_many()`` returns once its rows are committed; its messages are still streaming."""
+    flush_publishes(60)
+    flush_marks(60)
 
 
 PEER = Peer(
@@ -44,6 +52,7 @@ PEER = Peer(
     ),
     send=send,
     send_batch=send_batch,
+    settle=settle,
     history_sql=(
         "SELECT count(*), extract(epoch FROM max(finished_at)) FROM fusion_jobs_jobrun WHERE status = 'succeeded'"
     ),
