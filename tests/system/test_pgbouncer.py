@@ -36,10 +36,10 @@ def pgbouncer_port() -> Iterator[int]:
     if shared:
         yield int(shared)
         return
-    if not (Path("/usr/sbin/pgbouncer").exists() or os.access("/usr/bin/pgbouncer", os.X_OK)):
-        if IN_CI:
-            pytest.fail("pgbouncer is not installed and CI=true (scripts/pgbouncer.sh installs it)")
-        pytest.skip("pgbouncer is not installed")
+    installed = Path("/usr/sbin/pgbouncer").exists() or os.access("/usr/bin/pgbouncer", os.X_OK)
+    if not installed and not IN_CI:
+        pytest.skip("pgbouncer is not installed (scripts/pgbouncer.sh installs it)")
+    # Under CI, scripts/pgbouncer.sh installs it; a failed install fails the test, never a skip.
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="fj-pgbouncer-") as directory:
         subprocess.run([ROOT / "scripts/pgbouncer.sh", "start", directory, str(port), "4"], check=True)
