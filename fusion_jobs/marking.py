@@ -33,6 +33,15 @@ EXIT_WAIT = 5.0
 IDLE_CLOSE = 1.0
 
 
+def _release(close: Callable[[], None]) -> None:
+    """Close this thread's connections; a failure (the database is down) must not end the thread,
+    or no run of this process would be marked again: the next batch reconnects."""
+    try:
+        close()
+    except Exception:
+        logger.debug("the marking thread could not close its database connection", exc_info=True)
+
+
 class Marker:
     """A thread that calls ``mark`` with what gathered, at most once per ``interval``."""
 
@@ -59,7 +68,7 @@ class Marker:
             while self._next():
                 pass
         finally:
-            connections.close_all()  # this thread's: an idle one would hold the database open
+            _release(connections.close_all)  # this thread's: an idle one would hold the database open
 
     def _next(self) -> bool:
         with self._cond:
@@ -68,7 +77,7 @@ class Marker:
             # A connection kept for CONN_MAX_AGE would stay open for ever, as no batch comes to
             # check its age (and Django's test runner could not drop its test database past it).
             # Closed outside the lock: callers adding ids are not held up.
-            connections.close_all()
+            _release(connections.close_all)
         with self._cond:
             while not self._ids and not self._stopping:
                 self._cond.wait()
@@ -86,7 +95,7 @@ class Marker:
         except Exception:  # unmarked runs are published again by the relay; the worker dedupes
             logger.warning("%d published run(s) could not be marked so", len(ids), exc_info=True)
         finally:
-            close_old_connections()  # this thread's connection lives as CONN_MAX_AGE says
+            _release(close_old_connections)  # this thread's connection lives as CONN_MAX_AGE says
             with self._cond:
                 self._writing = False
                 self._cond.notify_all()

@@ -116,3 +116,24 @@ def test_a_child_forked_while_another_thread_holds_the_marking_lock_can_still_ma
         os.waitpid(pid, 0)
         pytest.fail("the child waited for ever for a lock a thread of its parent held")
     assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
+def test_the_marking_thread_survives_a_connection_check_that_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The database down at the moment the thread checks its connection (seen under pytest-django's
+    # blocker on Django 6.1): the thread must live on and mark later runs.
+    stop_marking()
+    calls = {"n": 0}
+
+    def failing_check() -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("database unreachable")
+
+    monkeypatch.setattr(marking, "close_old_connections", failing_check)
+    first, second = run_row(), run_row()
+    mark_later([first])
+    assert flush_marks(10)
+    mark_later([second])
+    assert flush_marks(10)
+    assert calls["n"] >= 2 and published(first) and published(second)
+    stop_marking()
