@@ -7,9 +7,6 @@ PostgreSQL is never stopped.
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -18,75 +15,17 @@ import pytest
 from fusion_jobs.models import JobRun
 from tests.conftest import WorkerProcess, purge_queues, wait_for
 from tests.settings import DATABASES
+from tests.support.proxy import Proxy
 from tests.system.faults.hostile import QUEUE, message, message_count, publish
 from tests.testapp.models import Marker
 
 pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
 
 
-class Forwarder:
-    """127.0.0.1:<port> -> PostgreSQL; ``cut()`` drops every connection and refuses new ones."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        self.up = True
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if not self.up:
-                client.close()
-                continue
-            try:
-                server = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self.lock:
-                self.sockets += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        for s in (source, sink):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        self.up = False
-        with self.lock:
-            for s in self.sockets:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            self.sockets.clear()
-
-    def restore(self) -> None:
-        self.up = True
-
-    def close(self) -> None:
-        self.cut()
-        self.listener.close()
-
-
 @pytest.fixture
-def forwarder() -> Iterator[Forwarder]:
+def forwarder() -> Iterator[Proxy]:
     db = DATABASES["default"]
-    fwd = Forwarder((db["HOST"], int(db["PORT"])))
+    fwd = Proxy((db["HOST"], int(db["PORT"])))
     yield fwd
     fwd.close()
 
