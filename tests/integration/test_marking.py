@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 import uuid
@@ -18,6 +17,7 @@ from fusion_jobs import marking
 from fusion_jobs.marking import IDLE_CLOSE, flush_marks, mark_later, stop_marking
 from fusion_jobs.models import JobRun, RunMode, RunStatus
 from fusion_jobs.recording import mark_published_late
+from tests.support.processes import wait_child
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -108,14 +108,7 @@ def test_a_child_forked_while_another_thread_holds_the_marking_lock_can_still_ma
         os._exit(0)
     release.set()
     holder.join()
-    deadline = time.monotonic() + 10
-    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if done[0] == 0:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        pytest.fail("the child waited for ever for a lock a thread of its parent held")
-    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert wait_child(pid, 10, hung="the child waited for ever for a lock a thread of its parent held") == 0
 
 
 def test_the_marking_thread_survives_a_connection_check_that_fails(monkeypatch: pytest.MonkeyPatch) -> None:

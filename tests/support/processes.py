@@ -1,4 +1,5 @@
-"""Subprocesses of the tests: a clean environment, a free port, stopping a process group, the tree below a pid."""
+"""Subprocesses of the tests: a clean environment, a free port, stopping a process group, the tree below a pid,
+waiting for a forked child or for a server to answer."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import os
 import signal
 import socket
 import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 
 def environment(drop: tuple[str, ...] = ("FUSION_JOBS_",), **values: str) -> dict[str, str]:
@@ -59,3 +66,32 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_child(pid: int, timeout: float, *, hung: str) -> int:
+    """The exit code of the forked child ``pid``; SIGKILL it and fail with ``hung`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail(hung)
+    return os.waitstatus_to_exitcode(done[1])
+
+
+def wait_until_serving(
+    url: str, proc: subprocess.Popen[Any], log: Path, timeout: float, *, ok: Callable[[bytes], bool]
+) -> None:
+    """Poll ``url`` until a 200 whose body passes ``ok``; fail with the server's log if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback, test server)
+                if response.status == 200 and ok(response.read()):
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{url} did not come up:\n{log.read_text(errors='replace')}")
+        time.sleep(0.2)

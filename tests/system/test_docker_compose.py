@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.processes import environment, free_port
+from tests.support.processes import environment, free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("web", "worker", "crons", "migrate")
@@ -156,16 +155,9 @@ def test_the_image_command_serves_the_production_settings(tmp_path: Path) -> Non
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/healthz", timeout=2) as response:  # noqa: S310
-                    assert response.read() == b"ok"
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail((tmp_path / "gunicorn.log").read_text(errors="replace"))
-                time.sleep(0.3)
+        wait_until_serving(
+            base + "/healthz", proc, tmp_path / "gunicorn.log", 60, ok=lambda body: body == b"ok"
+        )
         with urllib.request.urlopen(base + "/static/example.css", timeout=5) as response:  # noqa: S310
             assert response.status == 200 and b".badge" in response.read()
         with urllib.request.urlopen(base + "/sandbox/jobs/", timeout=10) as response:  # noqa: S310

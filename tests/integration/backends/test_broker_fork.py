@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import time
 import uuid
 
 import pytest
@@ -13,6 +11,7 @@ from django.db import connections
 from fusion_jobs.backends.broker import publish
 from fusion_jobs.exceptions import PublishError
 from fusion_jobs.registry import get_task
+from tests.support.processes import wait_child
 
 pytestmark = [pytest.mark.broker, pytest.mark.django_db(transaction=True)]
 
@@ -35,13 +34,6 @@ def test_a_forked_child_does_not_share_the_parents_publishing_connection(broker_
     if pid == 0:  # the child: publish alongside the parent, then leave at once
         os._exit(min(publish_some(50), 100))
     failed = publish_some(50)
-    deadline = time.monotonic() + 30
-    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if done[0] == 0:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        pytest.fail("the child's publishes hung")
-    status = done[1]
+    code = wait_child(pid, 30, hung="the child's publishes hung")
     # On one shared socket each process reads the other's confirms and frames interleave.
-    assert (failed, os.waitstatus_to_exitcode(status)) == (0, 0)
+    assert (failed, code) == (0, 0)

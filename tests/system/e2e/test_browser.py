@@ -15,15 +15,13 @@ import os
 import re
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.processes import free_port
+from tests.support.processes import free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = "/usr/bin/chromium"
@@ -112,17 +110,7 @@ def example_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/sandbox/jobs/status.json", timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"runserver did not come up:\n{log_path.read_text(errors='replace')}")
-            time.sleep(0.2)
+        wait_until_serving(base + "/sandbox/jobs/status.json", proc, log_path, 30, ok=lambda _body: True)
         yield base
     finally:
         proc.terminate()
