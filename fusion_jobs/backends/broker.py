@@ -35,7 +35,7 @@ from .confirms import ConfirmingPublisher, Envelope
 from .connection import connection_parameters
 from .connection import describe_refusal as describe_refusal  # also imported from here (rundramatiq)
 from .connection import open_connection as open_connection  # also imported from here (commands)
-from .messages import broker_priority, build_message
+from .messages import broker_priority, build_message, encode_message
 from .publisher import PublisherPool, publish_raw
 from .queued import QueuingBackend
 from .queues import dead_letter_arguments, declare, main_arguments
@@ -332,7 +332,7 @@ def _hand_off(broker: RabbitmqBroker, messages: list[Any], on_confirmed: Callabl
             Envelope(
                 run_id=message.message_id,
                 routing_key=physical[message.queue_name],
-                body=message.encode(),
+                body=encode_message(message),
                 priority=message.options.get("broker_priority"),
             )
             for message in messages

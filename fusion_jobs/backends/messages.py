@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import dramatiq
+from dramatiq.encoder import JSONEncoder
 
 from ..conf import jobs_settings
 from ..registry import Task
@@ -47,3 +49,26 @@ def build_message(
         message_id=run_id,
         message_timestamp=int(time.time() * 1000),
     )
+
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def encode_message(message: Any) -> bytes:
+    """``message.encode()``, the same bytes at about half the cost (``enqueue_many`` encodes 1,000
+    at a time): Dramatiq's ``asdict`` walks the dataclass's fields for every message. Any encoder
+    other than Dramatiq's JSON one (fusion-jobs installs a JSON one) is left to do its own work.
+    """
+    if type(dramatiq.get_encoder()).encode is not JSONEncoder.encode:
+        return bytes(message.encode())
+    return _dumps(
+        {
+            "queue_name": message.queue_name,
+            "actor_name": message.actor_name,
+            "args": message.args,
+            "kwargs": message.kwargs,
+            "options": message.options,
+            "message_id": message.message_id,
+            "message_timestamp": message.message_timestamp,
+        }
+    ).encode("utf-8")

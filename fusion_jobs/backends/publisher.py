@@ -20,6 +20,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import dq_name
 
 from ..conf import broker_queue
+from .messages import encode_message
 from .queues import declare, physical_queues
 
 logger = logging.getLogger("fusion_jobs.broker")
@@ -160,7 +161,7 @@ def publish_raw(pool: PublisherPool, messages: list[tuple[Any, int | None]], tim
                     channel.basic_publish(
                         exchange="",
                         routing_key=routing_key,
-                        body=body_message.encode(),
+                        body=encode_message(body_message),
                         properties=pika.BasicProperties(
                             delivery_mode=2, priority=message.options.get("broker_priority")
                         ),

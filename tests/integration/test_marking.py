@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from fusion_jobs import marking
@@ -33,16 +34,50 @@ def published(run_id: str) -> bool:
     return JobRun.objects.get(pk=run_id).published_at is not None
 
 
-def test_a_late_mark_marks_only_runs_still_as_enqueued() -> None:
+@pytest.mark.parametrize("path", ["one statement", "in a transaction (ORM)"])
+def test_a_late_mark_marks_only_runs_still_as_enqueued(path: str) -> None:
     fresh = run_row()
     cancelled = run_row(status=RunStatus.CANCELLED)  # cancelled after its publish: it was sent
     retrying = run_row(status=RunStatus.RETRYING, attempts=1, next_attempt_at=timezone.now())
     back_in_queue = run_row(status=RunStatus.QUEUED, attempts=1)  # taken, then put back
     parked = run_row(next_attempt_at=timezone.now() + timedelta(hours=1))
     running = run_row(status=RunStatus.RUNNING, attempts=1)
-    mark_published_late([fresh, cancelled, retrying, back_in_queue, parked, running])
+    ids = [fresh, cancelled, retrying, back_in_queue, parked, running]
+    if path == "one statement":
+        with CaptureQueriesContext(connection) as queries:
+            mark_published_late(ids)
+        assert len(queries) == 1 and "ANY(" in queries[0]["sql"]
+    else:
+        with transaction.atomic():
+            mark_published_late(ids)
     assert published(fresh) and published(cancelled)
     assert not any(published(r) for r in (retrying, back_in_queue, parked, running))
+
+
+def test_a_late_mark_skips_a_row_locked_by_a_starting_worker() -> None:
+    locked, free = run_row(), run_row()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                JobRun.objects.select_for_update().get(pk=locked)
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(5)
+        started = time.monotonic()
+        mark_published_late([locked, free])
+        assert time.monotonic() - started < 2  # did not wait for the lock
+    finally:
+        release.set()
+        holder.join()
+    assert published(free) and not published(locked)
 
 
 def test_mark_later_marks_in_the_background_and_stops_cleanly() -> None:

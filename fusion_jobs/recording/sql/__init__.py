@@ -4,7 +4,7 @@ The only place in ``recording`` that writes SQL by hand or touches psycopg:
 
 - ``executor``: statement text built once per connection, run (and prepared) through Django's cursor;
 - ``inserts``: ``insert_run`` and ``insert_runs``;
-- ``updates``: the fast path's conditional UPDATEs (starts, fenced ends) and the published mark.
+- ``updates``: the fast path's conditional UPDATEs (starts, fenced ends) and the published marks.
 
 A statement's commit waits for the disk unless ``durable=False``: then, run on its own in
 autocommit on PostgreSQL, it sets ``synchronous_commit`` off for its own transaction
@@ -26,6 +26,7 @@ from .inserts import insert_run, insert_runs
 from .updates import (
     end_runs,
     make_transaction_not_durable,
+    mark_published_late_not_durable,
     mark_published_not_durable,
     start_and_end_runs,
     start_runs,
@@ -40,6 +41,7 @@ __all__ = [
     "insert_run",
     "insert_runs",
     "make_transaction_not_durable",
+    "mark_published_late_not_durable",
     "mark_published_not_durable",
     "prepares",
     "start_and_end_runs",

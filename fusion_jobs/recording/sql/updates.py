@@ -205,3 +205,26 @@ def mark_published_not_durable(connection: BaseDatabaseWrapper, run_id: str, now
         ),
     )
     execute(connection, sql, [run_id, prep_value(connection, "published_at", now)])
+
+
+def mark_published_late_not_durable(
+    connection: BaseDatabaseWrapper, run_ids: list[str], now: datetime
+) -> None:
+    """``marks.mark_published_late`` on PostgreSQL: one statement, the ids as one array.
+
+    The ORM's ``pk__in`` binds one parameter per id, and the marking thread's CPU for a batch
+    of 1,000 went mostly to that, taken from the threads enqueueing. Its commit doesn't wait
+    for the disk, for the reason ``mark_published_not_durable``'s doesn't.
+    """
+    sql = cached_sql(
+        connection,
+        "published-late",
+        lambda c, table: (
+            f"{ASYNC_COMMIT_CTE}, fj_run AS (SELECT {c('id')} FROM {table} "  # noqa: S608
+            f"WHERE {c('id')} = ANY(CAST(%s AS uuid[])) AND {c('published_at')} IS NULL "
+            f"AND {c('attempts')} = 0 AND {c('next_attempt_at')} IS NULL FOR UPDATE SKIP LOCKED) "
+            f"UPDATE {table} SET {c('published_at')} = %s FROM fj_async, fj_run "
+            f"WHERE {table}.{c('id')} = fj_run.{c('id')}"
+        ),
+    )
+    execute(connection, sql, [pg_array(run_ids), prep_value(connection, "published_at", now)])
