@@ -46,6 +46,16 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def leaves(pid: int, count: int) -> list[int] | None:
+    """``count`` processes below ``pid`` that have no children of their own, once there are as many."""
+    found, todo = [], children(pid)
+    while todo:
+        below = children(todo[0])
+        found += [] if below else [todo[0]]
+        todo = todo[1:] + below
+    return found[:count] if len(found) >= count else None
+
+
 def summarize_raw(paths: list[Path], top: int) -> str:
     """Aggregate py-spy raw output (``frame;frame;... count``) by thread role and function."""
     self_counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
@@ -150,17 +160,8 @@ def main() -> int:
     raws: list[Path] = []
     try:
         assert worker.proc is not None
-        # rundramatiq (supervisor) -> dramatiq master -> worker processes
-        procs = wait_until(
-            lambda: (
-                [c for m in children(worker.proc.pid) for c in children(m)][: args.p]
-                if len([c for m in children(worker.proc.pid) for c in children(m)]) >= args.p
-                else None
-            ),
-            60,
-            "worker processes",
-            interval=0.05,
-        )
+        # the Dramatiq worker processes: the leaves of the process tree below rundramatiq
+        procs = wait_until(lambda: leaves(worker.proc.pid, args.p), 60, "worker processes", interval=0.05)
         if not args.no_spy:
             for pid in procs:
                 raw = args.out / f"spy-{pid}.txt"
